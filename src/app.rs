@@ -1,0 +1,224 @@
+//! Builds the application from settings: database, mailer, optional development inbox, HTTP
+//! listener and worker pool. `main` and the tests use the same builder.
+
+use std::{future::Future, net::SocketAddr};
+
+use anyhow::Context;
+use apalis::prelude::Monitor;
+use sqlx::SqlitePool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Settings,
+    db,
+    dev_inbox::DevInbox,
+    jobs::{
+        Wakeup,
+        welcome_email::{PoolSettings, RetrySchedule, WelcomeContext, register_worker},
+    },
+    mail::Mailer,
+    web::{self, AppState},
+};
+
+/// Which halves of the application this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// HTTP server and workers in one process (`serve`).
+    All,
+    /// HTTP server only (`web`).
+    Web,
+    /// Workers only (`worker`).
+    Worker,
+}
+
+impl Role {
+    fn serves_http(self) -> bool {
+        matches!(self, Role::All | Role::Web)
+    }
+    fn runs_workers(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
+}
+
+pub struct Application {
+    settings: Settings,
+    role: Role,
+    pool: SqlitePool,
+    listener: Option<TcpListener>,
+    state: AppState,
+    token: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, role: Role) -> anyhow::Result<Application> {
+        let pool = db::connect_and_migrate(&settings.database_url).await?;
+        let inbox = match (&settings.smtp_url, role) {
+            (Some(_), _) => None,
+            (None, Role::All) => Some(
+                DevInbox::start()
+                    .await
+                    .context("cannot start the development inbox")?,
+            ),
+            (None, _) => anyhow::bail!(
+                "SMTP_URL is required for `web` and `worker` (the embedded development inbox \
+                 belongs to the all-in-one `serve`), e.g. SMTP_URL=smtp://127.0.0.1:1025"
+            ),
+        };
+        let smtp_url = match (&settings.smtp_url, &inbox) {
+            (Some(url), _) => url.clone(),
+            (None, Some(inbox)) => inbox.smtp_url(),
+            (None, None) => unreachable!("checked above"),
+        };
+        let mailer = Mailer::new(
+            &smtp_url,
+            &settings.mail_from,
+            settings.smtp_timeout,
+            u32::from(settings.workers),
+        )?;
+        let mailbox_url = settings.mailbox_url.clone().unwrap_or_else(|| {
+            if inbox.is_some() {
+                "/dev/mailbox".into()
+            } else {
+                "http://127.0.0.1:8025".into()
+            }
+        });
+        let listener = if role.serves_http() {
+            Some(
+                TcpListener::bind(settings.bind)
+                    .await
+                    .with_context(|| format!("cannot listen on {} (BIND)", settings.bind))?,
+            )
+        } else {
+            None
+        };
+        let state = AppState {
+            pool: pool.clone(),
+            mailer,
+            wakeup: Wakeup::default(),
+            hash_cost: settings.hash_cost,
+            job_max_attempts: settings.job_max_attempts,
+            inbox,
+            mailbox_url,
+        };
+        Ok(Application {
+            settings,
+            role,
+            pool,
+            listener,
+            state,
+            token: CancellationToken::new(),
+        })
+    }
+
+    /// The HTTP address actually bound (port 0 resolved), if this process serves HTTP.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub fn inbox(&self) -> Option<&DevInbox> {
+        self.state.inbox.as_ref()
+    }
+
+    /// Cancel it to shut down gracefully (what SIGINT/SIGTERM do in `main`).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Runs until `signal` resolves or the shutdown token is cancelled, then stops taking
+    /// requests, lets in-flight requests and jobs finish (bounded by `SHUTDOWN_TIMEOUT`), and
+    /// returns.
+    pub async fn run_until_stopped(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let token = self.token.clone();
+        tokio::spawn({
+            let token = token.clone();
+            async move {
+                tokio::select! {
+                    _ = signal => token.cancel(),
+                    _ = token.cancelled() => {}
+                }
+            }
+        });
+        let grace = self.settings.shutdown_timeout;
+
+        let http = match self.listener {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                tracing::info!("listening on http://{addr}");
+                if let Some(inbox) = &self.state.inbox {
+                    tracing::info!(
+                        "development inbox: http://{addr}/dev/mailbox (SMTP on {})",
+                        inbox.addr()
+                    );
+                }
+                let router = web::router(self.state.clone());
+                let stop = token.clone();
+                Some(tokio::spawn(async move {
+                    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
+                }))
+            }
+            None => None,
+        };
+
+        let workers = if self.role.runs_workers() {
+            let ctx = WelcomeContext {
+                pool: self.pool.clone(),
+                mailer: self.state.mailer.clone(),
+                retry: RetrySchedule {
+                    base: self.settings.retry_base,
+                    cap: self.settings.retry_cap,
+                },
+            };
+            let pool_settings = PoolSettings {
+                concurrency: usize::from(self.settings.workers),
+                poll_interval: self.settings.poll_interval,
+                heartbeat: self.settings.worker_heartbeat,
+            };
+            let monitor = register_worker(Monitor::new(), ctx, self.state.wakeup.clone(), pool_settings)
+                .shutdown_timeout(grace);
+            tracing::info!(concurrency = self.settings.workers, "worker pool started");
+            let stop = token.clone();
+            Some(tokio::spawn(async move {
+                monitor
+                    .run_with_signal(async move {
+                        stop.cancelled().await;
+                        Ok(())
+                    })
+                    .await
+            }))
+        } else {
+            None
+        };
+
+        token.cancelled().await;
+        tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new requests, finishing work in flight");
+        let deadline = tokio::time::Instant::now() + grace + std::time::Duration::from_secs(1);
+        if let Some(http) = http {
+            match tokio::time::timeout_at(deadline, http).await {
+                Ok(Ok(Ok(()))) => tracing::info!("HTTP server stopped"),
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
+                Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+                Err(_) => tracing::warn!("HTTP requests still open after the grace period; dropped"),
+            }
+        }
+        if let Some(workers) = workers {
+            match tokio::time::timeout_at(deadline, workers).await {
+                Ok(Ok(Ok(()))) => tracing::info!("workers stopped"),
+                Ok(Ok(Err(e))) => tracing::error!(error = %e, "workers stopped with an error"),
+                Ok(Err(e)) => tracing::error!(error = %e, "worker task failed"),
+                Err(_) => tracing::warn!("jobs still running after the grace period; they stay in the queue and are re-delivered"),
+            }
+        }
+        if let Some(inbox) = &self.state.inbox {
+            inbox.stop();
+        }
+        self.pool.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! Settings: every option is a command-line flag with an environment variable of the same meaning.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Args, ValueEnum};
+
+/// Options shared by every command that runs the application.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// HTTP listen address of the public site and API.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:3000", global = true)]
+    pub bind: SocketAddr,
+
+    /// SQLite database (created with its folder if missing; migrations run at start).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/signup-queue.db",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Where mail goes, e.g. smtp://127.0.0.1:1025 (MailHog/Mailpit) or smtps://user:pass@host.
+    /// Unset: `serve` starts the embedded development inbox (a real SMTP server inside the process
+    /// on a free loopback port, mails shown at /dev/mailbox). For development only: never use the
+    /// embedded inbox in production.
+    #[arg(long, env = "SMTP_URL", global = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender of the welcome mail.
+    #[arg(
+        long,
+        env = "MAIL_FROM",
+        default_value = "Signup Queue <welcome@signup-queue.local>",
+        global = true
+    )]
+    pub mail_from: String,
+
+    /// Give up on one SMTP send (connect + transfer) after this long, e.g. 10s, 500ms.
+    #[arg(long, env = "SMTP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub smtp_timeout: Duration,
+
+    /// Concurrent mail jobs per worker process (also the most SMTP connections a process opens).
+    #[arg(long, env = "WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024), global = true)]
+    pub workers: u16,
+
+    /// Attempts a welcome-mail job gets before it ends `failed` (crash re-deliveries count too).
+    #[arg(long, env = "JOB_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub job_max_attempts: u32,
+
+    /// First retry delay after a failed send; doubles per attempt, with jitter (granularity: 1 s).
+    #[arg(long, env = "RETRY_BASE", default_value = "1s", value_parser = humantime::parse_duration, global = true)]
+    pub retry_base: Duration,
+
+    /// Longest delay between two attempts.
+    #[arg(long, env = "RETRY_CAP", default_value = "5m", value_parser = humantime::parse_duration, global = true)]
+    pub retry_cap: Duration,
+
+    /// How often an idle worker looks for jobs written by other processes (jobs enqueued by this
+    /// process wake it at once).
+    #[arg(long, env = "POLL_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration, global = true)]
+    pub poll_interval: Duration,
+
+    /// Worker heartbeat. Jobs of a worker that missed two heartbeats (it crashed) are handed to
+    /// another live worker: recovery within about 2-3 heartbeats.
+    #[arg(long, env = "WORKER_HEARTBEAT", default_value = "5s", value_parser = humantime::parse_duration, global = true)]
+    pub worker_heartbeat: Duration,
+
+    /// On SIGINT/SIGTERM, wait at most this long for in-flight requests and jobs.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration, global = true)]
+    pub shutdown_timeout: Duration,
+
+    /// Register requests per client IP per minute; 0 turns the limit off (load tests).
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 60, global = true)]
+    pub rate_limit_per_minute: u32,
+
+    /// Link to the inbox UI shown to users. Default: /dev/mailbox with the embedded inbox,
+    /// else http://127.0.0.1:8025 (MailHog/Mailpit).
+    #[arg(long, env = "MAILBOX_URL", global = true)]
+    pub mailbox_url: Option<String>,
+
+    /// Password hashing cost: `production` (argon2id, OWASP: 19 MiB, 2 passes) or `test`
+    /// (argon2id with tiny parameters, for tests and benchmarks only).
+    #[arg(long, env = "HASH_COST", value_enum, default_value_t = HashCost::Production, global = true)]
+    pub hash_cost: HashCost,
+
+    /// Log format on stderr: `text` or `json` (one JSON object per line). Filter with RUST_LOG.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HashCost {
+    Production,
+    Test,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Settings {
+    /// Settings for tests and benchmarks: port 0, the given database, cheap hashing, no rate limit.
+    pub fn for_tests(database_url: impl Into<String>, smtp_url: Option<String>) -> Self {
+        Settings {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: database_url.into(),
+            smtp_url,
+            mail_from: "Signup Queue <welcome@signup-queue.local>".into(),
+            smtp_timeout: Duration::from_secs(5),
+            workers: 4,
+            job_max_attempts: 10,
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(2),
+            poll_interval: Duration::from_millis(100),
+            worker_heartbeat: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            rate_limit_per_minute: 0,
+            mailbox_url: None,
+            hash_cost: HashCost::Test,
+            log_format: LogFormat::Text,
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The SQLite pool (pragmas chosen here, not by apalis) and both sets of migrations.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqlitePool, migrate::Migrator};
+
+static APP_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+/// Opens (creating if missing) the database and runs the job storage's and the app's migrations.
+#[tracing::instrument(skip_all, fields(database_url = %database_url))]
+pub async fn connect_and_migrate(database_url: &str) -> anyhow::Result<SqlitePool> {
+    let options = SqliteConnectOptions::from_str(database_url)
+        .with_context(|| format!("DATABASE_URL {database_url:?} is not a SQLite URL"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // NORMAL is durable in WAL mode except on power loss; apalis' own setup() would set OFF.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    if let Some(parent) = Path::new(options.get_filename()).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the database folder {}", parent.display()))?;
+    }
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot open the database {database_url}"))?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// apalis keeps its migrations in its own bookkeeping table: sharing `_sqlx_migrations` makes each
+/// migrator fail on the other's rows.
+pub async fn migrate(pool: &SqlitePool) -> anyhow::Result<()> {
+    let mut storage = apalis_sqlite::SqliteStorage::migrations();
+    storage.dangerous_set_table_name("_apalis_migrations");
+    storage
+        .run(pool)
+        .await
+        .context("job storage migrations failed")?;
+    APP_MIGRATIONS
+        .run(pool)
+        .await
+        .context("application migrations failed")?;
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! signup-queue: registration with a welcome mail, synchronous beside asynchronous (apalis on
+//! SQLite), to show what a message queue buys a web app.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod dev_inbox;
+pub mod jobs;
+pub mod mail;
+pub mod telemetry;
+pub mod users;
+pub mod web;
+
+pub use app::{Application, Role};
+pub use config::Settings;

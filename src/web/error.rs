@@ -1,0 +1,120 @@
+//! One error type for the HTTP layer; every error answers with
+//! `{"error": {"code", "message", "field"}}` (or an HTML page for browser forms).
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+use crate::users::FieldError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("unknown field {0:?}")]
+    UnknownField(String),
+    #[error("{}: {}", .0.field, .0.message)]
+    Invalid(FieldError),
+    #[error("this email address is already registered")]
+    Duplicate,
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("send the body as application/json or application/x-www-form-urlencoded")]
+    UnsupportedMediaType,
+    #[error("too many registrations from this address; try again in {0} s")]
+    RateLimited(u64),
+    #[error("user {user_id} was registered, but the welcome mail could not be sent: {reason}")]
+    MailFailed { user_id: i64, reason: String },
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        AppError::Internal(e.into())
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::Malformed(_) | AppError::UnknownField(_) => StatusCode::BAD_REQUEST,
+            AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Duplicate => StatusCode::CONFLICT,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::MailFailed { .. } => StatusCode::BAD_GATEWAY,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let (code, field) = match self {
+            AppError::Malformed(_) => ("malformed_body", None),
+            AppError::UnknownField(name) => ("unknown_field", Some(name.clone())),
+            AppError::Invalid(e) => ("invalid_field", Some(e.field.to_owned())),
+            AppError::Duplicate => ("email_taken", Some("email".to_owned())),
+            AppError::TooLarge(_) => ("body_too_large", None),
+            AppError::UnsupportedMediaType => ("unsupported_media_type", None),
+            AppError::RateLimited(_) => ("rate_limited", None),
+            AppError::MailFailed { .. } => ("mail_failed", None),
+            AppError::NotFound(_) => ("not_found", None),
+            AppError::MethodNotAllowed => ("method_not_allowed", None),
+            AppError::Internal(_) => ("internal", None),
+        };
+        let message = match self {
+            AppError::Invalid(e) => e.message.clone(),
+            // The detail of a 500 stays in the log.
+            other => other.to_string(),
+        };
+        ErrorBody {
+            code,
+            message,
+            field,
+        }
+    }
+
+    fn log(&self) {
+        match self {
+            AppError::Internal(e) => tracing::error!(error = ?e, "request failed"),
+            AppError::MailFailed { user_id, reason } => {
+                tracing::warn!(user_id, %reason, "sync registration: mail failed")
+            }
+            other => tracing::debug!(status = %other.status(), error = %other, "request refused"),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        self.log();
+        let mut response = (
+            self.status(),
+            Json(serde_json::json!({ "error": self.body() })),
+        )
+            .into_response();
+        if let AppError::RateLimited(seconds) = self
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}

@@ -1,0 +1,41 @@
+//! `GET /api/jobs/{id}` and `GET /health`.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+
+use crate::{
+    jobs::status::{JobStatus, job_status},
+    web::{AppState, error::AppError},
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/jobs/{id}", get(show_job))
+        .route("/health", get(health))
+}
+
+async fn show_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobStatus>, AppError> {
+    job_status(&state.pool, &id)
+        .await?
+        .map(Json)
+        .ok_or(AppError::NotFound("job"))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    match sqlx::query("SELECT 1").execute(&state.pool).await {
+        Ok(_) => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "unavailable", "database": e.to_string()})),
+            )
+                .into_response()
+        }
+    }
+}

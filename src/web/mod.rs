@@ -1,0 +1,88 @@
+//! The public HTTP listener: one module per area, merged here.
+
+pub mod error;
+pub mod jobs;
+pub mod mailbox;
+pub mod pages;
+pub mod register;
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    http::{HeaderName, HeaderValue, Request, header},
+};
+use sqlx::SqlitePool;
+use tower_http::{
+    compression::CompressionLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{config::HashCost, dev_inbox::DevInbox, jobs::Wakeup, mail::Mailer};
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: SqlitePool,
+    pub mailer: Mailer,
+    pub wakeup: Wakeup,
+    pub hash_cost: HashCost,
+    pub job_max_attempts: u32,
+    /// The embedded development inbox, when this process runs one.
+    pub inbox: Option<DevInbox>,
+    /// Link to the inbox UI shown to visitors.
+    pub mailbox_url: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .merge(pages::router())
+        .merge(register::router())
+        .merge(jobs::router());
+    if state.inbox.is_some() {
+        router = router.merge(mailbox::router());
+    }
+    router
+        .fallback(|| async { error::AppError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { error::AppError::MethodNotAllowed })
+        .with_state(state)
+        .layer(CompressionLayer::new())
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("content-security-policy"),
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            ),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(60),
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let route = request
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_else(|| request.uri().path().to_owned());
+                    tracing::info_span!("http", method = %request.method(), route = %route)
+                })
+                .on_response(
+                    |response: &axum::http::Response<_>, latency: Duration, _span: &tracing::Span| {
+                        tracing::info!(
+                            status = response.status().as_u16(),
+                            latency_ms = latency.as_secs_f64() * 1000.0,
+                            "request"
+                        );
+                    },
+                ),
+        )
+}
