@@ -132,7 +132,10 @@ impl Application {
     /// Runs until `signal` resolves or the shutdown token is cancelled, then stops taking
     /// requests, lets in-flight requests and jobs finish (bounded by `SHUTDOWN_TIMEOUT`), and
     /// returns.
-    pub async fn run_until_stopped(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let token = self.token.clone();
         tokio::spawn({
             let token = token.clone();
@@ -158,9 +161,12 @@ impl Application {
                 let router = web::router(self.state.clone());
                 let stop = token.clone();
                 Some(tokio::spawn(async move {
-                    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await
+                    axum::serve(
+                        listener,
+                        router.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
                 }))
             }
             None => None,
@@ -180,8 +186,13 @@ impl Application {
                 poll_interval: self.settings.poll_interval,
                 heartbeat: self.settings.worker_heartbeat,
             };
-            let monitor = register_worker(Monitor::new(), ctx, self.state.wakeup.clone(), pool_settings)
-                .shutdown_timeout(grace);
+            let monitor = register_worker(
+                Monitor::new(),
+                ctx,
+                self.state.wakeup.clone(),
+                pool_settings,
+            )
+            .shutdown_timeout(grace);
             tracing::info!(concurrency = self.settings.workers, "worker pool started");
             let stop = token.clone();
             Some(tokio::spawn(async move {
@@ -197,14 +208,19 @@ impl Application {
         };
 
         token.cancelled().await;
-        tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new requests, finishing work in flight");
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: no new requests, finishing work in flight"
+        );
         let deadline = tokio::time::Instant::now() + grace + std::time::Duration::from_secs(1);
         if let Some(http) = http {
             match tokio::time::timeout_at(deadline, http).await {
                 Ok(Ok(Ok(()))) => tracing::info!("HTTP server stopped"),
                 Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
                 Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
-                Err(_) => tracing::warn!("HTTP requests still open after the grace period; dropped"),
+                Err(_) => {
+                    tracing::warn!("HTTP requests still open after the grace period; dropped")
+                }
             }
         }
         if let Some(workers) = workers {
@@ -212,7 +228,9 @@ impl Application {
                 Ok(Ok(Ok(()))) => tracing::info!("workers stopped"),
                 Ok(Ok(Err(e))) => tracing::error!(error = %e, "workers stopped with an error"),
                 Ok(Err(e)) => tracing::error!(error = %e, "worker task failed"),
-                Err(_) => tracing::warn!("jobs still running after the grace period; they stay in the queue and are re-delivered"),
+                Err(_) => tracing::warn!(
+                    "jobs still running after the grace period; they stay in the queue and are re-delivered"
+                ),
             }
         }
         if let Some(inbox) = &self.state.inbox {

@@ -71,7 +71,12 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
 
     /// Register requests per client IP per minute; 0 turns the limit off (load tests).
-    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 60, global = true)]
+    #[arg(
+        long,
+        env = "RATE_LIMIT_PER_MINUTE",
+        default_value_t = 60,
+        global = true
+    )]
     pub rate_limit_per_minute: u32,
 
     /// Link to the inbox UI shown to users. Default: /dev/mailbox with the embedded inbox,

@@ -85,7 +85,10 @@ impl Mailer {
         let sent = tokio::time::timeout(self.timeout, self.transport.send(message)).await;
         match sent {
             Ok(Ok(_)) => {
-                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "SMTP accepted the welcome mail");
+                tracing::debug!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "SMTP accepted the welcome mail"
+                );
                 Ok(message_id)
             }
             Ok(Err(e)) => Err(SendError::Smtp(e)),

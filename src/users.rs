@@ -80,7 +80,10 @@ impl Password {
             ));
         }
         if raw.contains('\0') {
-            return Err(FieldError::new("password", "must not contain NUL characters"));
+            return Err(FieldError::new(
+                "password",
+                "must not contain NUL characters",
+            ));
         }
         Ok(Password(raw.to_owned()))
     }

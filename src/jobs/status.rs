@@ -31,7 +31,9 @@ pub async fn job_status(pool: &SqlitePool, id: &str) -> Result<Option<JobStatus>
     .await?;
     Ok(row.map(|row| {
         let status = public_status(&row.status, row.attempts, row.max_attempts);
-        let last_error = (status != "done").then(|| row.last_result.as_deref().and_then(error_text)).flatten();
+        let last_error = (status != "done")
+            .then(|| row.last_result.as_deref().and_then(error_text))
+            .flatten();
         JobStatus {
             id: row.id,
             status,

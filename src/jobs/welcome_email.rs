@@ -37,9 +37,8 @@ pub async fn enqueue_welcome_email(
 ) -> Result<String, apalis_sqlite::Error> {
     let job_id = ulid::Ulid::generate().to_string();
     let message = SendWelcomeEmail { user_id };
-    let args = serde_json::to_vec(&message).map_err(|e| {
-        apalis_sqlite::Error::from(sqlx::Error::Encode(Box::new(e)))
-    })?;
+    let args = serde_json::to_vec(&message)
+        .map_err(|e| apalis_sqlite::Error::from(sqlx::Error::Encode(Box::new(e))))?;
     let task = TaskBuilder::new(args)
         .task_id(TaskId::from_string(job_id.clone()))
         .max_attempts(max_attempts as usize)
@@ -59,7 +58,10 @@ pub struct RetrySchedule {
 impl RetrySchedule {
     pub fn delay_after(&self, attempt: usize) -> Duration {
         let exponent = attempt.saturating_sub(1).min(30) as u32;
-        let full = self.base.saturating_mul(2u32.saturating_pow(exponent)).min(self.cap);
+        let full = self
+            .base
+            .saturating_mul(2u32.saturating_pow(exponent))
+            .min(self.cap);
         full.mul_f64(rand::rng().random_range(0.5..=1.0))
     }
 }
@@ -120,7 +122,11 @@ enum Outcome {
     AlreadyDelivered,
 }
 
-async fn deliver(ctx: &WelcomeContext, user_id: i64, job_id: &str) -> Result<Outcome, WelcomeError> {
+async fn deliver(
+    ctx: &WelcomeContext,
+    user_id: i64,
+    job_id: &str,
+) -> Result<Outcome, WelcomeError> {
     if is_delivered(&ctx.pool, user_id).await? {
         return Ok(Outcome::AlreadyDelivered);
     }
@@ -165,7 +171,11 @@ pub async fn record_delivery(
 /// The storage re-fetches a failed job as soon as its `run_at` has passed, and its acknowledgement
 /// leaves `run_at` alone: moving `run_at` before returning the error is the backoff. It is
 /// durable (a restart keeps the schedule) and visible in the job row.
-async fn schedule_retry(pool: &SqlitePool, job_id: &str, delay: Duration) -> Result<(), sqlx::Error> {
+async fn schedule_retry(
+    pool: &SqlitePool,
+    job_id: &str,
+    delay: Duration,
+) -> Result<(), sqlx::Error> {
     let delay_secs = delay.as_secs_f64().ceil() as i64;
     sqlx::query("UPDATE Jobs SET run_at = strftime('%s', 'now') + ?1 WHERE id = ?2")
         .bind(delay_secs)
@@ -191,7 +201,11 @@ pub fn worker_name(queue: &str) -> String {
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "host".into());
     let suffix = ulid::Ulid::generate().to_string();
-    format!("{queue}-{host}-{}-{}", std::process::id(), &suffix[suffix.len() - 6..])
+    format!(
+        "{queue}-{host}-{}-{}",
+        std::process::id(),
+        &suffix[suffix.len() - 6..]
+    )
 }
 
 /// Registers the welcome-mail worker on the monitor.
@@ -228,7 +242,10 @@ mod tests {
     #[test]
     fn message_has_the_documented_shape() {
         let json = serde_json::to_value(SendWelcomeEmail { user_id: 123 }).expect("serializes");
-        assert_eq!(json, serde_json::json!({"task": "send_welcome_email", "user_id": 123}));
+        assert_eq!(
+            json,
+            serde_json::json!({"task": "send_welcome_email", "user_id": 123})
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub fn router() -> Router<AppState> {
         .route("/health", get(health))
 }
 
-async fn show_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<JobStatus>, AppError> {
+async fn show_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobStatus>, AppError> {
     job_status(&state.pool, &id)
         .await?
         .map(Json)

@@ -21,7 +21,11 @@ pub fn router() -> Router<AppState> {
 }
 
 fn caught(state: &AppState) -> Vec<CaughtMail> {
-    state.inbox.as_ref().map(|i| i.messages()).unwrap_or_default()
+    state
+        .inbox
+        .as_ref()
+        .map(|i| i.messages())
+        .unwrap_or_default()
 }
 
 async fn messages(State(state): State<AppState>) -> Json<Vec<CaughtMail>> {
@@ -38,7 +42,11 @@ struct MailboxPage {
 async fn page(State(state): State<AppState>) -> Response {
     let page = MailboxPage {
         mails: caught(&state),
-        smtp_addr: state.inbox.as_ref().map(|i| i.addr().to_string()).unwrap_or_default(),
+        smtp_addr: state
+            .inbox
+            .as_ref()
+            .map(|i| i.addr().to_string())
+            .unwrap_or_default(),
     };
     match page.render() {
         Ok(html) => Html(html).into_response(),

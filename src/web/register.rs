@@ -64,7 +64,9 @@ async fn register_async(State(state): State<AppState>, headers: HeaderMap, body:
             .map_err(|e| anyhow::anyhow!("enqueue failed, registration rolled back: {e}"))?;
         tx.commit().await?;
         state.wakeup.notify();
-        tracing::Span::current().record("user_id", user_id).record("job_id", &job_id);
+        tracing::Span::current()
+            .record("user_id", user_id)
+            .record("job_id", &job_id);
         tracing::info!("user registered, welcome mail enqueued");
         Ok(Registered {
             user_id,
@@ -191,7 +193,8 @@ pub fn parse_registration(format: Format, body: &[u8]) -> Result<NewUser, AppErr
         })
     };
     let email = Email::parse(&required(raw.email, "email")?).map_err(AppError::Invalid)?;
-    let password = Password::parse(&required(raw.password, "password")?).map_err(AppError::Invalid)?;
+    let password =
+        Password::parse(&required(raw.password, "password")?).map_err(AppError::Invalid)?;
     let name = match raw.name {
         Some(name) => DisplayName::parse(&name).map_err(AppError::Invalid)?,
         None => None,
@@ -238,7 +241,10 @@ fn parse_json(body: &[u8]) -> Result<RawRegistration, AppError> {
 /// rather than silently replaced.
 fn parse_form(body: &[u8]) -> Result<RawRegistration, AppError> {
     let decode = |part: &[u8]| -> Result<String, AppError> {
-        let plus_as_space: Vec<u8> = part.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+        let plus_as_space: Vec<u8> = part
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
         percent_encoding::percent_decode(&plus_as_space)
             .decode_utf8()
             .map(|s| s.into_owned())
@@ -267,7 +273,12 @@ struct ResultPage<'a> {
 }
 
 /// Answers in the request's format, with the server's time in `Server-Timing`.
-fn answer(format: Format, state: &AppState, started: Instant, result: Result<Registered, AppError>) -> Response {
+fn answer(
+    format: Format,
+    state: &AppState,
+    started: Instant,
+    result: Result<Registered, AppError>,
+) -> Response {
     let elapsed_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
     let mut response = match (format, result) {
         (Format::Json, Ok(mut registered)) => {
@@ -306,21 +317,28 @@ mod tests {
 
     #[test]
     fn json_with_unknown_field_is_refused() {
-        let err = parse_registration(Format::Json, br#"{"email":"a@b.co","password":"12345678","admin":true}"#)
-            .unwrap_err();
+        let err = parse_registration(
+            Format::Json,
+            br#"{"email":"a@b.co","password":"12345678","admin":true}"#,
+        )
+        .unwrap_err();
         assert!(matches!(err, AppError::UnknownField(f) if f == "admin"));
     }
 
     #[test]
     fn json_with_wrong_type_names_the_field() {
-        let err = parse_registration(Format::Json, br#"{"email":42,"password":"12345678"}"#).unwrap_err();
+        let err =
+            parse_registration(Format::Json, br#"{"email":42,"password":"12345678"}"#).unwrap_err();
         assert!(matches!(err, AppError::Invalid(f) if f.field == "email"));
     }
 
     #[test]
     fn form_is_decoded_strictly() {
-        let user = parse_registration(Format::Form, b"email=ada%40example.com&password=correct+horse&name=")
-            .expect("valid form");
+        let user = parse_registration(
+            Format::Form,
+            b"email=ada%40example.com&password=correct+horse&name=",
+        )
+        .expect("valid form");
         assert_eq!(user.email.as_str(), "ada@example.com");
         assert!(user.name.is_none());
         assert!(parse_registration(Format::Form, b"email=%FF&password=12345678").is_err());

@@ -1,0 +1,323 @@
+//! Registration end to end: real app, real sockets, temp database, real SMTP server.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use signup_queue::dev_inbox::DevInbox;
+use support::*;
+
+const MAIL_WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn async_register_answers_at_once_then_the_welcome_mail_arrives() {
+    let app = spawn_app().await;
+    let inbox = app.inbox.clone().expect("embedded inbox");
+
+    let response = app.register("/register", "ada@example.com").await;
+
+    assert_eq!(response.status(), 201);
+    let timing = response
+        .headers()
+        .get("server-timing")
+        .expect("Server-Timing header");
+    assert!(timing.to_str().unwrap_or_default().starts_with("app;dur="));
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["mode"], "async");
+    assert!(body["user_id"].as_i64().is_some());
+    assert!(body["elapsed_ms"].as_f64().is_some());
+    let job_id = body["job_id"].as_str().expect("job id").to_owned();
+
+    let mails = wait_for_mails(&inbox, 1, MAIL_WAIT).await;
+    assert_eq!(
+        mails[0].to,
+        vec!["Ada Lovelace <ada@example.com>".to_owned()]
+    );
+    assert_eq!(mails[0].subject, "Welcome to Signup Queue");
+    assert!(mails[0].text.contains("Hello Ada Lovelace"));
+    assert!(mails[0].html.contains("Hello Ada Lovelace"));
+    let job = app.wait_for_job(&job_id, "done", MAIL_WAIT).await;
+    assert_eq!(job["attempts"], 1);
+
+    let (status, messages) = app.get_json("/dev/mailbox/api/messages").await;
+    assert_eq!(status, 200);
+    assert_eq!(messages[0]["subject"], "Welcome to Signup Queue");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sync_register_answers_after_the_mail_was_handed_over() {
+    let app = spawn_app().await;
+    let inbox = app.inbox.clone().expect("embedded inbox");
+
+    let response = app.register("/register/sync", "bob@example.com").await;
+
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["mode"], "sync");
+    assert!(body["job_id"].is_null());
+    // The SMTP server accepted the mail before the response was written; its parser may lag a
+    // few milliseconds behind the acceptance.
+    let mails = wait_for_mails(&inbox, 1, Duration::from_secs(2)).await;
+    assert_eq!(
+        mails[0].to,
+        vec!["Ada Lovelace <bob@example.com>".to_owned()]
+    );
+    assert_eq!(
+        app.job_count().await,
+        0,
+        "sync registration enqueues nothing"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sync_register_fails_with_502_when_the_mail_server_is_down_but_the_user_row_stays() {
+    let port = unused_port();
+    let app = spawn_app_with_smtp(format!("smtp://127.0.0.1:{port}")).await;
+
+    let response = app.register("/register/sync", "carol@example.com").await;
+
+    assert_eq!(response.status(), 502);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "mail_failed");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("was registered")
+    );
+    assert_eq!(
+        app.user_count().await,
+        1,
+        "the coupling problem: the row is written, the mail is not"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn async_register_succeeds_while_the_mail_server_is_down_and_mail_goes_out_when_it_is_back() {
+    let port = unused_port();
+    let app = spawn_app_with_smtp(format!("smtp://127.0.0.1:{port}")).await;
+
+    let response = app.register("/register/async", "dave@example.com").await;
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.expect("json");
+    let job_id = body["job_id"].as_str().expect("job id").to_owned();
+
+    let retrying = app.wait_for_job(&job_id, "retrying", MAIL_WAIT).await;
+    assert!(
+        retrying["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{retrying}"
+    );
+
+    let inbox = DevInbox::start_on(port)
+        .await
+        .expect("SMTP server comes up");
+    let mails = wait_for_mails(&inbox, 1, Duration::from_secs(20)).await;
+    assert_eq!(
+        mails[0].to,
+        vec!["Ada Lovelace <dave@example.com>".to_owned()]
+    );
+    let done = app.wait_for_job(&job_id, "done", MAIL_WAIT).await;
+    assert!(done["attempts"].as_i64().unwrap_or_default() >= 2, "{done}");
+    inbox.stop();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_address_in_another_case_is_a_duplicate() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.register("/register", "erin@example.com").await.status(),
+        201
+    );
+
+    let response = app.register("/register", "  ERIN@Example.com ").await;
+
+    assert_eq!(response.status(), 409);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "email_taken");
+    assert_eq!(body["error"]["field"], "email");
+    assert_eq!(app.user_count().await, 1);
+    assert_eq!(app.job_count().await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rejected_requests_answer_the_documented_status_and_write_nothing() {
+    let app = spawn_app().await;
+    let cases: Vec<(&str, &str, Vec<u8>, u16, Option<&str>)> = vec![
+        (
+            "invalid email",
+            "application/json",
+            br#"{"email":"not-an-address","password":"correct horse"}"#.to_vec(),
+            422,
+            Some("email"),
+        ),
+        (
+            "short password",
+            "application/json",
+            br#"{"email":"f@example.com","password":"short"}"#.to_vec(),
+            422,
+            Some("password"),
+        ),
+        (
+            "missing email",
+            "application/json",
+            br#"{"password":"correct horse"}"#.to_vec(),
+            422,
+            Some("email"),
+        ),
+        (
+            "malformed JSON",
+            "application/json",
+            br#"{"email": "f@example.com","#.to_vec(),
+            400,
+            None,
+        ),
+        (
+            "wrong content type",
+            "text/plain",
+            b"email=f@example.com".to_vec(),
+            415,
+            None,
+        ),
+        (
+            "body too large",
+            "application/json",
+            vec![b' '; 20 * 1024],
+            413,
+            None,
+        ),
+    ];
+    for (what, content_type, body, status, field) in cases {
+        for path in ["/register/async", "/register/sync"] {
+            let response = app.post_raw(path, content_type, body.clone()).await;
+            assert_eq!(response.status().as_u16(), status, "{what} on {path}");
+            let body: serde_json::Value = response.json().await.expect("json error body");
+            assert!(body["error"]["code"].is_string(), "{what}: {body}");
+            assert!(body["error"]["message"].is_string(), "{what}: {body}");
+            if let Some(field) = field {
+                assert_eq!(body["error"]["field"], field, "{what}");
+            }
+        }
+    }
+    assert_eq!(app.user_count().await, 0);
+    assert_eq!(app.job_count().await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivered_job_run_again_sends_nothing() {
+    let app = spawn_app().await;
+    let inbox = app.inbox.clone().expect("embedded inbox");
+    let body: serde_json::Value = app
+        .register("/register", "gina@example.com")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let job_id = body["job_id"].as_str().expect("job id").to_owned();
+    app.wait_for_job(&job_id, "done", MAIL_WAIT).await;
+    wait_for_mails(&inbox, 1, MAIL_WAIT).await;
+
+    // Put the finished job back in the queue, as a re-delivery after a crash would.
+    sqlx::query("UPDATE Jobs SET status = 'Pending', lock_by = NULL, done_at = NULL WHERE id = ?1")
+        .bind(&job_id)
+        .execute(&app.pool)
+        .await
+        .expect("requeue");
+    let rerun = app.wait_for_job(&job_id, "done", MAIL_WAIT).await;
+
+    assert_eq!(rerun["attempts"], 2, "the job ran a second time");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(inbox.messages().len(), 1, "but no second mail was sent");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn when_the_enqueue_fails_the_user_row_is_rolled_back() {
+    let app = spawn_app().await;
+    sqlx::query("CREATE TRIGGER refuse_jobs BEFORE INSERT ON Jobs BEGIN SELECT RAISE(ABORT, 'queue unavailable'); END")
+        .execute(&app.pool)
+        .await
+        .expect("trigger");
+
+    let response = app.register("/register/async", "hank@example.com").await;
+
+    assert_eq!(response.status(), 500);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "internal");
+    assert_eq!(
+        app.user_count().await,
+        0,
+        "user and job commit together or not at all"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_browser_form_gets_an_html_page() {
+    let app = spawn_app().await;
+
+    let response = app
+        .post_raw(
+            "/register/async",
+            "application/x-www-form-urlencoded",
+            "email=ivy%40example.com&password=correct+horse&name=",
+        )
+        .await;
+
+    assert_eq!(response.status(), 201);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/html")
+    );
+    let page = response.text().await.expect("html");
+    assert!(page.contains("Registered"));
+
+    let response = app
+        .post_raw(
+            "/register/sync",
+            "application/x-www-form-urlencoded",
+            "email=ivy%40example.com&password=correct+horse",
+        )
+        .await;
+    assert_eq!(response.status(), 409);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("html")
+            .contains("already registered")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_unknown_routes() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.get_json("/health").await,
+        (200, json!({"status": "ok"}))
+    );
+    let (status, body) = app.get_json("/api/jobs/nope").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    let (status, _) = app.get_json("/no/such/page").await;
+    assert_eq!(status, 404);
+    let response = app
+        .client
+        .get(app.url("/register"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 405);
+    app.stop().await;
+}
