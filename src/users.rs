@@ -73,7 +73,7 @@ impl std::fmt::Debug for Password {
 impl Password {
     pub fn parse(raw: &str) -> Result<Password, FieldError> {
         let chars = raw.chars().count();
-        if chars < PASSWORD_MIN_CHARS || chars > PASSWORD_MAX_CHARS {
+        if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&chars) {
             return Err(FieldError::new(
                 "password",
                 format!("must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"),
