@@ -150,7 +150,15 @@ async fn the_same_address_in_another_case_is_a_duplicate() {
 #[tokio::test]
 async fn rejected_requests_answer_the_documented_status_and_write_nothing() {
     let app = spawn_app().await;
-    let cases: Vec<(&str, &str, Vec<u8>, u16, Option<&str>)> = vec![
+    // (what, content type, body, expected status, field named in the error)
+    type Case = (
+        &'static str,
+        &'static str,
+        Vec<u8>,
+        u16,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "invalid email",
             "application/json",
