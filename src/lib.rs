@@ -8,6 +8,7 @@ pub mod db;
 pub mod dev_inbox;
 pub mod jobs;
 pub mod mail;
+pub mod smtp_sink;
 pub mod telemetry;
 pub mod users;
 pub mod web;
