@@ -98,6 +98,7 @@ impl Application {
             wakeup: Wakeup::default(),
             hash_cost: settings.hash_cost,
             job_max_attempts: settings.job_max_attempts,
+            rate_limit_per_minute: settings.rate_limit_per_minute,
             inbox,
             mailbox_url,
         };

@@ -61,9 +61,10 @@ pub struct Settings {
     #[arg(long, env = "POLL_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration, global = true)]
     pub poll_interval: Duration,
 
-    /// Worker heartbeat. Jobs of a worker that missed two heartbeats (it crashed) are handed to
-    /// another live worker: recovery within about 2-3 heartbeats.
-    #[arg(long, env = "WORKER_HEARTBEAT", default_value = "5s", value_parser = humantime::parse_duration, global = true)]
+    /// Worker heartbeat. Jobs of a worker that missed two heartbeats (it crashed, even with
+    /// kill -9) go back to the queue at a live worker's next heartbeat: within 2-3 heartbeats
+    /// (8-12 s with the default).
+    #[arg(long, env = "WORKER_HEARTBEAT", default_value = "4s", value_parser = humantime::parse_duration, global = true)]
     pub worker_heartbeat: Duration,
 
     /// On SIGINT/SIGTERM, wait at most this long for in-flight requests and jobs.
@@ -120,7 +121,7 @@ impl Settings {
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(2),
             poll_interval: Duration::from_millis(100),
-            worker_heartbeat: Duration::from_secs(5),
+            worker_heartbeat: Duration::from_secs(4),
             shutdown_timeout: Duration::from_secs(10),
             rate_limit_per_minute: 0,
             mailbox_url: None,

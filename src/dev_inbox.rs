@@ -166,7 +166,7 @@ fn to_caught(message: &mailcrab::MailMessage) -> CaughtMail {
         h.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("message-id"))
             .and_then(|(_, v)| v.as_str())
-            .map(str::to_owned)
+            .map(|v| v.trim().to_owned())
     });
     let received_at = chrono::DateTime::from_timestamp(message.time, 0)
         .unwrap_or_else(chrono::Utc::now)

@@ -29,10 +29,16 @@ async fn async_register_answers_at_once_then_the_welcome_mail_arrives() {
     assert!(body["elapsed_ms"].as_f64().is_some());
     let job_id = body["job_id"].as_str().expect("job id").to_owned();
 
+    let user_id = body["user_id"].as_i64().expect("user id");
     let mails = wait_for_mails(&inbox, 1, MAIL_WAIT).await;
     assert_eq!(
         mails[0].to,
         vec!["Ada Lovelace <ada@example.com>".to_owned()]
+    );
+    assert_eq!(
+        mails[0].message_id.as_deref(),
+        Some(format!("<welcome-{user_id}@signup-queue.local>").as_str()),
+        "a stable Message-ID derived from the user"
     );
     assert_eq!(mails[0].subject, "Welcome to Signup Queue");
     assert!(mails[0].text.contains("Hello Ada Lovelace"));

@@ -28,6 +28,8 @@ pub struct AppState {
     pub wakeup: Wakeup,
     pub hash_cost: HashCost,
     pub job_max_attempts: u32,
+    /// Register requests per client IP per minute; 0: no limit.
+    pub rate_limit_per_minute: u32,
     /// The embedded development inbox, when this process runs one.
     pub inbox: Option<DevInbox>,
     /// Link to the inbox UI shown to visitors.
@@ -37,7 +39,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .merge(pages::router())
-        .merge(register::router())
+        .merge(register::router(state.rate_limit_per_minute))
         .merge(jobs::router());
     if state.inbox.is_some() {
         router = router.merge(mailbox::router());

@@ -23,11 +23,53 @@ use crate::{
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The register routes, limited to `rate_limit_per_minute` requests per client IP (0: no limit).
+pub fn router(rate_limit_per_minute: u32) -> Router<AppState> {
+    let routes = Router::new()
         .route("/register", post(register_async))
         .route("/register/async", post(register_async))
-        .route("/register/sync", post(register_sync))
+        .route("/register/sync", post(register_sync));
+    match rate_limit(rate_limit_per_minute) {
+        Some(layer) => routes.route_layer(layer),
+        None => routes,
+    }
+}
+
+type RateLimitLayer = tower_governor::GovernorLayer<
+    tower_governor::key_extractor::PeerIpKeyExtractor,
+    governor::middleware::NoOpMiddleware<governor::clock::QuantaInstant>,
+    Body,
+>;
+
+/// A token bucket per client IP: `per_minute` requests as a burst, refilled evenly over a minute.
+fn rate_limit(per_minute: u32) -> Option<RateLimitLayer> {
+    if per_minute == 0 {
+        return None;
+    }
+    let config = tower_governor::governor::GovernorConfigBuilder::default()
+        .period(
+            std::time::Duration::from_millis(60_000 / u64::from(per_minute))
+                .max(std::time::Duration::from_millis(1)),
+        )
+        .burst_size(per_minute)
+        .finish()?;
+    let limiter = config.limiter().clone();
+    // Forget idle clients so the table of addresses stays small.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limiter.retain_recent();
+        }
+    });
+    Some(
+        tower_governor::GovernorLayer::new(config).error_handler(|error| match error {
+            tower_governor::GovernorError::TooManyRequests { wait_time, .. } => {
+                AppError::RateLimited(wait_time.max(1)).into_response()
+            }
+            other => AppError::Internal(anyhow::anyhow!("rate limiter: {other}")).into_response(),
+        }),
+    )
 }
 
 /// How the request came, and so how it is answered.
@@ -35,6 +77,7 @@ pub fn router() -> Router<AppState> {
 pub enum Format {
     Json,
     Form,
+    FormAnsweredInJson,
 }
 
 #[derive(Debug, Serialize)]
@@ -135,8 +178,18 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<(Format, Bytes), (
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<mime::Mime>().ok());
+    // A form client that asks for JSON only (scripts, tests) is answered in JSON.
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"));
     let format = match content_type {
-        Some(m) if m.essence_str() == "application/x-www-form-urlencoded" => Format::Form,
+        Some(m) if m.essence_str() == "application/x-www-form-urlencoded" && !wants_json => {
+            Format::Form
+        }
+        Some(m) if m.essence_str() == "application/x-www-form-urlencoded" => {
+            Format::FormAnsweredInJson
+        }
         Some(m) if m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON) => Format::Json,
         _ => return Err((Format::Json, AppError::UnsupportedMediaType)),
     };
@@ -182,7 +235,7 @@ impl RawRegistration {
 pub fn parse_registration(format: Format, body: &[u8]) -> Result<NewUser, AppError> {
     let raw = match format {
         Format::Json => parse_json(body)?,
-        Format::Form => parse_form(body)?,
+        Format::Form | Format::FormAnsweredInJson => parse_form(body)?,
     };
     let required = |value: Option<String>, field: &'static str| {
         value.ok_or_else(|| {
@@ -281,11 +334,11 @@ fn answer(
 ) -> Response {
     let elapsed_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
     let mut response = match (format, result) {
-        (Format::Json, Ok(mut registered)) => {
+        (Format::Json | Format::FormAnsweredInJson, Ok(mut registered)) => {
             registered.elapsed_ms = elapsed_ms;
             (StatusCode::CREATED, Json(registered)).into_response()
         }
-        (Format::Json, Err(e)) => e.into_response(),
+        (Format::Json | Format::FormAnsweredInJson, Err(e)) => e.into_response(),
         (Format::Form, result) => {
             let (status, ok, error) = match &result {
                 Ok(_) => (StatusCode::CREATED, result.as_ref().ok(), None),

@@ -2,6 +2,8 @@
 //! SMTP server (the embedded development inbox, or one the test starts and stops itself).
 #![allow(dead_code)]
 
+pub mod child;
+
 use std::{net::SocketAddr, time::Duration};
 
 use serde_json::Value;
@@ -53,7 +55,7 @@ pub async fn spawn_app_with_smtp(smtp_url: String) -> TestApp {
 }
 
 pub async fn spawn_with(settings: Settings, role: Role, dir: Option<tempfile::TempDir>) -> TestApp {
-    signup_queue::telemetry::init(signup_queue::config::LogFormat::Text);
+    signup_queue::telemetry::init_for_tests();
     let database_url = settings.database_url.clone();
     let app = Application::build(settings, role)
         .await

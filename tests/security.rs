@@ -1,0 +1,145 @@
+//! Secrets and abuse: argon2id storage, no secret in any response or log line, rate limiting.
+
+mod support;
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use argon2::{PasswordHash, PasswordVerifier};
+use signup_queue::{Role, Settings, config::HashCost};
+use support::*;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Every log line of this test binary, at trace level.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logs);
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("trace")
+            .with_ansi(false)
+            .with_writer(move || CaptureWriter(Arc::clone(&sink)))
+            .try_init();
+        logs
+    })
+    .clone()
+}
+
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut logs) = self.0.lock() {
+            logs.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn passwords_are_stored_only_as_argon2id_and_never_appear_in_responses_or_logs() {
+    let logs = captured_logs();
+    let (dir, database_url) = temp_database();
+    let mut settings = Settings::for_tests(database_url, None);
+    settings.hash_cost = HashCost::Production;
+    let app = spawn_with(settings, Role::All, Some(dir)).await;
+    let body = serde_json::json!({"email": "sec@example.com", "password": PASSWORD, "name": "Sec"});
+
+    let mut seen = String::new();
+    for path in ["/register/async", "/register/sync", "/register"] {
+        let response = app.post_json(path, body.clone()).await;
+        seen.push_str(&format!("{:?}", response.headers()));
+        seen.push_str(&response.text().await.expect("body"));
+    }
+    let form = format!(
+        "email=sec2%40example.com&password={}",
+        PASSWORD.replace(' ', "+")
+    );
+    let response = app
+        .post_raw("/register/sync", "application/x-www-form-urlencoded", form)
+        .await;
+    seen.push_str(&response.text().await.expect("body"));
+    let inbox = app.inbox.clone().expect("inbox");
+    wait_for_mails(&inbox, 2, std::time::Duration::from_secs(10)).await;
+
+    let hash: String =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE email_key = 'sec@example.com'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("row");
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "OWASP argon2id parameters: {hash}"
+    );
+    let parsed = PasswordHash::new(&hash).expect("PHC string");
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(PASSWORD.as_bytes(), &parsed)
+            .is_ok()
+    );
+    let salt = parsed.salt.expect("salt").to_string();
+    app.stop().await;
+
+    let logs = String::from_utf8_lossy(&logs.lock().expect("logs").clone()).into_owned();
+    assert!(logs.contains("user registered"), "the capture works");
+    for secret in [PASSWORD, "correct+horse", hash.as_str(), salt.as_str()] {
+        assert!(!seen.contains(secret), "{secret:?} leaked into a response");
+        assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
+    }
+    for mail in inbox.messages() {
+        assert!(
+            !mail.text.contains(PASSWORD) && !mail.html.contains(PASSWORD),
+            "password in a mail"
+        );
+    }
+}
+
+#[tokio::test]
+async fn register_routes_are_rate_limited_per_client_with_retry_after() {
+    // Whichever test runs first installs the capturing subscriber.
+    let _logs = captured_logs();
+    let (dir, database_url) = temp_database();
+    let mut settings = Settings::for_tests(database_url, None);
+    settings.rate_limit_per_minute = 3;
+    let app = spawn_with(settings, Role::All, Some(dir)).await;
+
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        statuses.push(
+            app.register("/register", &format!("rl{i}@example.com"))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    let limited = app.register("/register/sync", "rl9@example.com").await;
+
+    assert_eq!(statuses, vec![201, 201, 201]);
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry_after));
+    let body: serde_json::Value = limited.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(
+        app.user_count().await,
+        3,
+        "the limited request wrote nothing"
+    );
+    assert_eq!(
+        app.get_json("/health").await.0,
+        200,
+        "other routes are not limited"
+    );
+    app.stop().await;
+}
