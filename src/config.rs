@@ -24,7 +24,7 @@ pub struct Settings {
     /// Unset: `serve` starts the embedded development inbox (a real SMTP server inside the process
     /// on a free loopback port, mails shown at /dev/mailbox). For development only: never use the
     /// embedded inbox in production.
-    #[arg(long, env = "SMTP_URL", global = true)]
+    #[arg(long, env = "SMTP_URL", hide_env_values = true, global = true)]
     pub smtp_url: Option<String>,
 
     /// Sender of the welcome mail.

@@ -77,6 +77,8 @@ pub fn router(state: AppState) -> Router {
                         .unwrap_or_else(|| request.uri().path().to_owned());
                     tracing::info_span!("http", method = %request.method(), route = %route)
                 })
+                // Failures are logged once, by AppError, with their cause.
+                .on_failure(())
                 .on_response(
                     |response: &axum::http::Response<_>, latency: Duration, _span: &tracing::Span| {
                         tracing::info!(
