@@ -29,6 +29,11 @@ pub enum Command {
     Web,
     /// Only the worker pool, on the same database as `web`. Needs SMTP_URL.
     Worker,
+    /// Inspect and repair the job queue (works on DATABASE_URL directly; no server needed).
+    Jobs {
+        #[command(subcommand)]
+        command: crate::jobs_cli::JobsCommand,
+    },
 }
 
 pub async fn run() -> anyhow::Result<()> {
@@ -38,6 +43,9 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Serve => Role::All,
         Command::Web => Role::Web,
         Command::Worker => Role::Worker,
+        Command::Jobs { command } => {
+            return crate::jobs_cli::run(&cli.settings.database_url, command).await;
+        }
     };
     let app = Application::build(cli.settings, role).await?;
     app.run_until_stopped(shutdown_signal()).await

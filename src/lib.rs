@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod dev_inbox;
 pub mod jobs;
+pub mod jobs_cli;
 pub mod mail;
 pub mod smtp_sink;
 pub mod telemetry;

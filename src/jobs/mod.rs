@@ -1,5 +1,6 @@
 //! Background jobs: the queue's wake-up signal, the worker pool, and job status for the API.
 
+pub mod admin;
 pub mod status;
 pub mod welcome_email;
 

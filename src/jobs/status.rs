@@ -57,7 +57,7 @@ pub fn public_status(storage_status: &str, attempts: i64, max_attempts: i64) -> 
 }
 
 /// apalis stores a result as JSON; an error is `{"Err": "..."}`.
-fn error_text(stored: &str) -> Option<String> {
+pub fn error_text(stored: &str) -> Option<String> {
     match serde_json::from_str::<serde_json::Value>(stored) {
         Ok(serde_json::Value::Object(map)) => match map.get("Err") {
             Some(serde_json::Value::String(text)) => Some(text.clone()),
