@@ -46,6 +46,7 @@ pub struct Application {
     role: Role,
     pool: SqlitePool,
     listener: Option<TcpListener>,
+    admin_listener: Option<TcpListener>,
     state: AppState,
     token: CancellationToken,
 }
@@ -92,6 +93,15 @@ impl Application {
         } else {
             None
         };
+        crate::admin::check_exposure(settings.admin_bind, settings.admin_token.as_deref())?;
+        let admin_listener = match settings.admin_bind {
+            crate::admin::AdminBind::At(addr) => {
+                Some(TcpListener::bind(addr).await.with_context(|| {
+                    format!("cannot listen on {addr} (ADMIN_BIND; `off` disables it)")
+                })?)
+            }
+            crate::admin::AdminBind::Off => None,
+        };
         let state = AppState {
             pool: pool.clone(),
             mailer,
@@ -107,6 +117,7 @@ impl Application {
             role,
             pool,
             listener,
+            admin_listener,
             state,
             token: CancellationToken::new(),
         })
@@ -115,6 +126,13 @@ impl Application {
     /// The HTTP address actually bound (port 0 resolved), if this process serves HTTP.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The admin listener's address (port 0 resolved), unless `ADMIN_BIND=off`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -173,6 +191,24 @@ impl Application {
             None => None,
         };
 
+        let admin = match self.admin_listener {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                tracing::info!(
+                    "admin: job dashboard http://{addr}/ and metrics http://{addr}/metrics"
+                );
+                let router =
+                    crate::admin::router(self.pool.clone(), self.settings.admin_token.clone());
+                let stop = token.clone();
+                Some(tokio::spawn(async move {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await
+                }))
+            }
+            None => None,
+        };
+
         let workers = if self.role.runs_workers() {
             let ctx = WelcomeContext {
                 pool: self.pool.clone(),
@@ -181,6 +217,7 @@ impl Application {
                     base: self.settings.retry_base,
                     cap: self.settings.retry_cap,
                 },
+                max_attempts: self.settings.job_max_attempts,
             };
             let pool_settings = PoolSettings {
                 concurrency: usize::from(self.settings.workers),
@@ -223,6 +260,11 @@ impl Application {
                     tracing::warn!("HTTP requests still open after the grace period; dropped")
                 }
             }
+        }
+        if let Some(admin) = admin
+            && let Ok(Ok(Err(e))) = tokio::time::timeout_at(deadline, admin).await
+        {
+            tracing::error!(error = %e, "admin listener failed");
         }
         if let Some(workers) = workers {
             match tokio::time::timeout_at(deadline, workers).await {

@@ -80,6 +80,21 @@ pub struct Settings {
     )]
     pub rate_limit_per_minute: u32,
 
+    /// Operator listener: job dashboard (apalis-board) at its root, Prometheus /metrics.
+    /// `off` disables it. A non-loopback address requires ADMIN_TOKEN.
+    #[arg(
+        long,
+        env = "ADMIN_BIND",
+        default_value = "127.0.0.1:3001",
+        global = true
+    )]
+    pub admin_bind: crate::admin::AdminBind,
+
+    /// Bearer token required on every admin route when set; mandatory when ADMIN_BIND is not a
+    /// loopback address.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<String>,
+
     /// Link to the inbox UI shown to users. Default: /dev/mailbox with the embedded inbox,
     /// else http://127.0.0.1:8025 (MailHog/Mailpit).
     #[arg(long, env = "MAILBOX_URL", global = true)]
@@ -124,6 +139,8 @@ impl Settings {
             worker_heartbeat: Duration::from_secs(4),
             shutdown_timeout: Duration::from_secs(10),
             rate_limit_per_minute: 0,
+            admin_bind: crate::admin::AdminBind::Off,
+            admin_token: None,
             mailbox_url: None,
             hash_cost: HashCost::Test,
             log_format: LogFormat::Text,

@@ -1,6 +1,7 @@
 //! signup-queue: registration with a welcome mail, synchronous beside asynchronous (apalis on
 //! SQLite), to show what a message queue buys a web app.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod dev_inbox;
 pub mod jobs;
 pub mod jobs_cli;
 pub mod mail;
+pub mod metrics;
 pub mod smtp_sink;
 pub mod telemetry;
 pub mod users;

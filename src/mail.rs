@@ -85,14 +85,21 @@ impl Mailer {
         let sent = tokio::time::timeout(self.timeout, self.transport.send(message)).await;
         match sent {
             Ok(Ok(_)) => {
+                crate::metrics::smtp_sent(started.elapsed());
                 tracing::debug!(
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "SMTP accepted the welcome mail"
                 );
                 Ok(message_id)
             }
-            Ok(Err(e)) => Err(SendError::Smtp(e)),
-            Err(_) => Err(SendError::Timeout(self.timeout)),
+            Ok(Err(e)) => {
+                crate::metrics::smtp_error("smtp");
+                Err(SendError::Smtp(e))
+            }
+            Err(_) => {
+                crate::metrics::smtp_error("timeout");
+                Err(SendError::Timeout(self.timeout))
+            }
         }
     }
 

@@ -17,13 +17,3 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
-
-/// For tests: the same filter, written through libtest's capture (shown only for failing tests).
-pub fn init_for_tests() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(
-            "info,sqlx=warn,apalis=warn,apalis_core=warn,apalis_sqlite=warn,mailcrab=warn",
-        )
-    });
-    let _ = fmt().with_env_filter(filter).with_test_writer().try_init();
-}

@@ -2,50 +2,15 @@
 
 mod support;
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex, OnceLock},
-};
-
 use argon2::{PasswordHash, PasswordVerifier};
 use signup_queue::{Role, Settings, config::HashCost};
-use support::*;
+use support::{logs, *};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// Every log line of this test binary, at trace level.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&logs);
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("trace")
-            .with_ansi(false)
-            .with_writer(move || CaptureWriter(Arc::clone(&sink)))
-            .try_init();
-        logs
-    })
-    .clone()
-}
-
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for CaptureWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut logs) = self.0.lock() {
-            logs.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn passwords_are_stored_only_as_argon2id_and_never_appear_in_responses_or_logs() {
-    let logs = captured_logs();
+    let logs = logs::captured();
     let (dir, database_url) = temp_database();
     let mut settings = Settings::for_tests(database_url, None);
     settings.hash_cost = HashCost::Production;
@@ -87,7 +52,7 @@ async fn passwords_are_stored_only_as_argon2id_and_never_appear_in_responses_or_
     let salt = parsed.salt.expect("salt").to_string();
     app.stop().await;
 
-    let logs = String::from_utf8_lossy(&logs.lock().expect("logs").clone()).into_owned();
+    let logs = logs::text(&logs);
     assert!(logs.contains("user registered"), "the capture works");
     for secret in [PASSWORD, "correct+horse", hash.as_str(), salt.as_str()] {
         assert!(!seen.contains(secret), "{secret:?} leaked into a response");
@@ -104,7 +69,7 @@ async fn passwords_are_stored_only_as_argon2id_and_never_appear_in_responses_or_
 #[tokio::test]
 async fn register_routes_are_rate_limited_per_client_with_retry_after() {
     // Whichever test runs first installs the capturing subscriber.
-    let _logs = captured_logs();
+    let _logs = logs::captured();
     let (dir, database_url) = temp_database();
     let mut settings = Settings::for_tests(database_url, None);
     settings.rate_limit_per_minute = 3;

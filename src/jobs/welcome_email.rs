@@ -34,12 +34,20 @@ pub async fn enqueue_welcome_email(
     conn: &mut SqliteConnection,
     user_id: i64,
     max_attempts: u32,
+    request_id: Option<&str>,
 ) -> Result<String, apalis_sqlite::Error> {
     let job_id = ulid::Ulid::generate().to_string();
     let message = SendWelcomeEmail { user_id };
     let args = serde_json::to_vec(&message)
         .map_err(|e| apalis_sqlite::Error::from(sqlx::Error::Encode(Box::new(e))))?;
+    // The request id travels with the job, so the worker's log lines name the request that
+    // enqueued it: one registration can be followed from HTTP to SMTP.
+    let mut metadata = MetadataStore::new();
+    if let Some(request_id) = request_id {
+        let _ = metadata.insert(REQUEST_ID, request_id);
+    }
     let task = TaskBuilder::new(args)
+        .with_metadata(metadata)
         .task_id(TaskId::from_string(job_id.clone()))
         .max_attempts(max_attempts as usize)
         .idempotency_key(format!("welcome:{user_id}"))
@@ -47,6 +55,9 @@ pub async fn enqueue_welcome_email(
     apalis_sqlite::queries::push_tasks(conn, WELCOME_QUEUE, &[task]).await?;
     Ok(job_id)
 }
+
+/// Metadata key of the id of the HTTP request that enqueued a job.
+pub const REQUEST_ID: &str = "request_id";
 
 /// Exponential backoff with jitter: `base * 2^(attempt-1)`, capped, then scaled by 50-100 %.
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +83,8 @@ pub struct WelcomeContext {
     pub pool: SqlitePool,
     pub mailer: Mailer,
     pub retry: RetrySchedule,
+    /// The configured attempt budget, to tell a retried failure from a final one in logs/metrics.
+    pub max_attempts: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,15 +98,36 @@ pub enum WelcomeError {
 }
 
 /// The handler: send unless already delivered, record the delivery, or schedule the retry.
-#[tracing::instrument(skip_all, fields(job_id = %task_id, user_id = job.user_id, attempt = attempt.current()))]
+#[tracing::instrument(
+    skip_all,
+    fields(
+        job_id = %task_id,
+        user_id = job.user_id,
+        attempt = attempt.current(),
+        request_id = metadata.get(REQUEST_ID).unwrap_or("-"),
+    )
+)]
 pub async fn send_welcome_email(
     job: SendWelcomeEmail,
     task_id: TaskId,
     attempt: Attempt,
+    metadata: MetadataStore,
     ctx: Data<WelcomeContext>,
 ) -> Result<(), BoxDynError> {
     let job_id = task_id.to_string();
-    match deliver(&ctx, job.user_id, &job_id).await {
+    let started = std::time::Instant::now();
+    // The job id is a ULID: it carries the enqueue time. Only the first attempt's wait is the
+    // queue's; later ones include the backoff.
+    let waited = (attempt.current() <= 1)
+        .then(|| ulid::Ulid::from_string(&job_id).ok())
+        .flatten()
+        .and_then(|ulid| {
+            std::time::SystemTime::now()
+                .duration_since(ulid.datetime())
+                .ok()
+        });
+    crate::metrics::job_started(WELCOME_QUEUE, waited);
+    let result = match deliver(&ctx, job.user_id, &job_id).await {
         Ok(Outcome::Sent) => {
             tracing::info!("welcome mail sent");
             Ok(())
@@ -111,10 +145,22 @@ pub async fn send_welcome_email(
             if let Err(db) = schedule_retry(&ctx.pool, &job_id, delay).await {
                 tracing::error!(error = %db, "cannot schedule the retry; it runs without delay");
             }
-            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "welcome mail failed");
+            let last = attempt.current() >= ctx.max_attempts as usize;
+            if last {
+                tracing::error!(error = %e, "welcome mail failed for good: attempts exhausted");
+            } else {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "welcome mail failed; will retry");
+            }
             Err(e.into())
         }
-    }
+    };
+    let outcome = match &result {
+        Ok(()) => "succeeded",
+        Err(_) if attempt.current() < ctx.max_attempts as usize => "retried",
+        Err(_) => "failed",
+    };
+    crate::metrics::job_finished(WELCOME_QUEUE, outcome, started.elapsed());
+    result
 }
 
 enum Outcome {

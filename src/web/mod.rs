@@ -14,7 +14,10 @@ use axum::{
 };
 use sqlx::SqlitePool;
 use tower_http::{
-    compression::CompressionLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
+    compression::CompressionLayer,
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 
@@ -45,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         router = router.merge(mailbox::router());
     }
     router
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .fallback(|| async { error::AppError::NotFound("route") })
         .method_not_allowed_fallback(|| async { error::AppError::MethodNotAllowed })
         .with_state(state)
@@ -75,7 +79,12 @@ pub fn router(state: AppState) -> Router {
                         .get::<axum::extract::MatchedPath>()
                         .map(|p| p.as_str().to_owned())
                         .unwrap_or_else(|| request.uri().path().to_owned());
-                    tracing::info_span!("http", method = %request.method(), route = %route)
+                    let request_id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("http", method = %request.method(), route = %route, request_id = %request_id)
                 })
                 // Failures are logged once, by AppError, with their cause.
                 .on_failure(())
@@ -89,4 +98,18 @@ pub fn router(state: AppState) -> Router {
                     },
                 ),
         )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUlid))
+}
+
+/// Request ids are ULIDs, like job ids: sortable by time.
+#[derive(Clone, Copy)]
+struct MakeRequestUlid;
+
+impl MakeRequestId for MakeRequestUlid {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&ulid::Ulid::generate().to_string())
+            .ok()
+            .map(RequestId::new)
+    }
 }

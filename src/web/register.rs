@@ -102,11 +102,13 @@ async fn register_async(State(state): State<AppState>, headers: HeaderMap, body:
         let user_id = insert_user(&mut tx, &user.email, user.name.as_ref(), &hash)
             .await
             .map_err(insert_error)?;
-        let job_id = enqueue_welcome_email(&mut tx, user_id, state.job_max_attempts)
+        let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+        let job_id = enqueue_welcome_email(&mut tx, user_id, state.job_max_attempts, request_id)
             .await
             .map_err(|e| anyhow::anyhow!("enqueue failed, registration rolled back: {e}"))?;
         tx.commit().await?;
         state.wakeup.notify();
+        crate::metrics::job_enqueued(crate::jobs::WELCOME_QUEUE);
         tracing::Span::current()
             .record("user_id", user_id)
             .record("job_id", &job_id);

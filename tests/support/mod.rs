@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod logs;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -13,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The admin listener, when the settings enable it.
+    pub admin_addr: Option<SocketAddr>,
     pub pool: SqlitePool,
     pub inbox: Option<DevInbox>,
     pub client: reqwest::Client,
@@ -55,7 +58,7 @@ pub async fn spawn_app_with_smtp(smtp_url: String) -> TestApp {
 }
 
 pub async fn spawn_with(settings: Settings, role: Role, dir: Option<tempfile::TempDir>) -> TestApp {
-    signup_queue::telemetry::init_for_tests();
+    logs::captured();
     let database_url = settings.database_url.clone();
     let app = Application::build(settings, role)
         .await
@@ -64,11 +67,13 @@ pub async fn spawn_with(settings: Settings, role: Role, dir: Option<tempfile::Te
         .local_addr()
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let pool = app.pool().clone();
+    let admin_addr = app.admin_addr();
     let inbox = app.inbox().cloned();
     let shutdown = app.shutdown_token();
     let handle = tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp {
         addr,
+        admin_addr,
         pool,
         inbox,
         client: reqwest::Client::new(),

@@ -1,0 +1,140 @@
+//! The operator listener (`ADMIN_BIND`, never the public one): the apalis-board job dashboard at
+//! its root with its API at `/api/v1`, Prometheus `/metrics`, and `POST /ops/jobs/{id}/retry`.
+//! The board has no authentication of its own and its API can enqueue jobs, so every route here
+//! sits behind `ADMIN_TOKEN` (a bearer token), which is mandatory off loopback.
+
+use std::net::SocketAddr;
+
+use apalis_board::axum::{
+    framework::{ApiBuilder, RegisterRoute},
+    ui::ServeUI,
+};
+use apalis_sqlite::{Config, SqliteStorage};
+use axum::{
+    Json, Router,
+    extract::{Path, Request, State},
+    http::{StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use sqlx::SqlitePool;
+use subtle::ConstantTimeEq;
+
+use crate::jobs::{SendWelcomeEmail, WELCOME_QUEUE, admin::RetryError};
+
+/// Where the admin listener binds, from `ADMIN_BIND` (`off` disables it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminBind {
+    Off,
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for AdminBind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(AdminBind::Off);
+        }
+        s.parse()
+            .map(AdminBind::At)
+            .map_err(|e| format!("{s:?} is neither `off` nor an address like 127.0.0.1:3001: {e}"))
+    }
+}
+
+/// Refuses a public admin listener without a token.
+pub fn check_exposure(bind: AdminBind, token: Option<&str>) -> anyhow::Result<()> {
+    if let AdminBind::At(addr) = bind
+        && !addr.ip().is_loopback()
+        && token.is_none_or(str::is_empty)
+    {
+        anyhow::bail!(
+            "ADMIN_BIND={addr} is not a loopback address: set ADMIN_TOKEN (the dashboard can enqueue and retry jobs), \
+             bind it to 127.0.0.1, or turn it off with ADMIN_BIND=off"
+        );
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+struct AdminState {
+    pool: SqlitePool,
+    token: Option<String>,
+}
+
+pub fn router(pool: SqlitePool, token: Option<String>) -> Router {
+    let storage = SqliteStorage::<SendWelcomeEmail>::new(&pool)
+        .with_config(Config::default().queue(WELCOME_QUEUE));
+    let board_api = ApiBuilder::new(Router::new())
+        .register(WELCOME_QUEUE, storage)
+        .build();
+    let state = AdminState {
+        pool,
+        token: token.filter(|t| !t.is_empty()),
+    };
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/ops/jobs/{id}/retry", post(retry))
+        .with_state(state.clone())
+        .nest("/api/v1", board_api)
+        .fallback_service(ServeUI::new())
+        .layer(middleware::from_fn_with_state(state, require_token))
+}
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    if let Some(expected) = &state.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            tracing::warn!(path = %request.uri().path(), "admin request without a valid token");
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(serde_json::json!({"error": {"code": "unauthorized", "message": "a valid ADMIN_TOKEN bearer token is required", "field": null}})),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&state.pool).await,
+    )
+        .into_response()
+}
+
+async fn retry(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
+    let (status, code, message) = match crate::jobs::admin::retry(&state.pool, &id).await {
+        Ok(()) => {
+            tracing::info!(job_id = %id, "failed job put back in the queue from the admin listener");
+            return Json(serde_json::json!({"id": id, "status": "pending"})).into_response();
+        }
+        Err(e @ RetryError::Unknown(_)) => (StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        Err(e @ RetryError::NotFailed { .. }) => {
+            (StatusCode::CONFLICT, "not_failed", e.to_string())
+        }
+        Err(RetryError::Database(e)) => {
+            tracing::error!(error = %e, "retry failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error".to_owned(),
+            )
+        }
+    };
+    (
+        status,
+        Json(serde_json::json!({"error": {"code": code, "message": message, "field": null}})),
+    )
+        .into_response()
+}

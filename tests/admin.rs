@@ -1,0 +1,97 @@
+//! The operator listener: the token, the dashboard, and its place off the public listener.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use signup_queue::{Application, Role, Settings, admin::AdminBind};
+use support::*;
+
+const TOKEN: &str = "s3cret-operator-token";
+
+async fn spawn_with_admin(token: Option<&str>) -> TestApp {
+    let (dir, database_url) = temp_database();
+    let mut settings = Settings::for_tests(database_url, None);
+    settings.admin_bind = AdminBind::At(SocketAddr::from(([127, 0, 0, 1], 0)));
+    settings.admin_token = token.map(str::to_owned);
+    spawn_with(settings, Role::All, Some(dir)).await
+}
+
+fn admin_url(app: &TestApp, path: &str) -> String {
+    format!("http://{}{}", app.admin_addr.expect("admin listener"), path)
+}
+
+#[tokio::test]
+async fn every_admin_route_needs_the_token_and_the_board_stays_off_the_public_listener() {
+    let app = spawn_with_admin(Some(TOKEN)).await;
+
+    for path in ["/", "/metrics", "/api/v1/queues", "/ops/jobs/x/retry"] {
+        let response = app
+            .client
+            .get(admin_url(&app, path))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), 401, "{path} without a token");
+        let wrong = app
+            .client
+            .get(admin_url(&app, path))
+            .bearer_auth("nope")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(wrong.status(), 401, "{path} with a wrong token");
+    }
+    let board = app
+        .client
+        .get(admin_url(&app, "/"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("board");
+    assert_eq!(board.status(), 200);
+    assert!(
+        board
+            .text()
+            .await
+            .expect("html")
+            .to_lowercase()
+            .contains("<html")
+    );
+    assert_eq!(
+        app.register("/register", "board@example.com")
+            .await
+            .status(),
+        201
+    );
+    let queues = app
+        .client
+        .get(admin_url(&app, "/api/v1/queues"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("queues");
+    assert_eq!(queues.status(), 200);
+    assert!(queues.text().await.expect("json").contains("welcome_email"));
+
+    let (status, _) = app.get_json("/api/v1/queues").await;
+    assert_eq!(
+        status, 404,
+        "the board is not on the public listener; its 404s stay 404s"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_public_admin_listener_without_a_token_refuses_to_start() {
+    let (_dir, database_url) = temp_database();
+    let mut settings = Settings::for_tests(database_url, None);
+    settings.admin_bind = AdminBind::At(SocketAddr::from(([0, 0, 0, 0], 0)));
+
+    let error = Application::build(settings, Role::All)
+        .await
+        .err()
+        .expect("refused");
+
+    assert!(error.to_string().contains("ADMIN_TOKEN"), "{error}");
+}
