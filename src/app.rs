@@ -53,6 +53,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings, role: Role) -> anyhow::Result<Application> {
+        crate::admin::check_exposure(settings.admin_bind, settings.admin_token.as_deref())?;
         let pool = db::connect_and_migrate(&settings.database_url).await?;
         let inbox = match (&settings.smtp_url, role) {
             (Some(_), _) => None,
@@ -93,7 +94,6 @@ impl Application {
         } else {
             None
         };
-        crate::admin::check_exposure(settings.admin_bind, settings.admin_token.as_deref())?;
         let admin_listener = match settings.admin_bind {
             crate::admin::AdminBind::At(addr) => {
                 Some(TcpListener::bind(addr).await.with_context(|| {
