@@ -102,6 +102,7 @@ impl Application {
             }
             crate::admin::AdminBind::Off => None,
         };
+        let token = CancellationToken::new();
         let state = AppState {
             pool: pool.clone(),
             mailer,
@@ -111,6 +112,7 @@ impl Application {
             rate_limit_per_minute: settings.rate_limit_per_minute,
             inbox,
             mailbox_url,
+            shutdown: token.clone(),
         };
         Ok(Application {
             settings,
@@ -119,7 +121,7 @@ impl Application {
             listener,
             admin_listener,
             state,
-            token: CancellationToken::new(),
+            token,
         })
     }
 

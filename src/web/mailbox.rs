@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{Query, State},
     response::{Html, IntoResponse, Response},
     routing::get,
 };
@@ -37,11 +37,30 @@ async fn messages(State(state): State<AppState>) -> Json<Vec<CaughtMail>> {
 struct MailboxPage {
     mails: Vec<CaughtMail>,
     smtp_addr: String,
+    to: Option<String>,
 }
 
-async fn page(State(state): State<AppState>) -> Response {
+#[derive(serde::Deserialize)]
+struct Filter {
+    /// Only mails to addresses containing this (case-insensitive).
+    to: Option<String>,
+}
+
+async fn page(State(state): State<AppState>, Query(filter): Query<Filter>) -> Response {
+    let to = filter
+        .to
+        .map(|t| t.trim().to_lowercase())
+        .filter(|t| !t.is_empty());
+    let mails = caught(&state)
+        .into_iter()
+        .filter(|m| {
+            to.as_ref()
+                .is_none_or(|t| m.to.iter().any(|a| a.to_lowercase().contains(t)))
+        })
+        .collect();
     let page = MailboxPage {
-        mails: caught(&state),
+        mails,
+        to,
         smtp_addr: state
             .inbox
             .as_ref()

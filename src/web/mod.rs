@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod jobs;
+pub mod live;
 pub mod mailbox;
 pub mod pages;
 pub mod register;
@@ -37,13 +38,16 @@ pub struct AppState {
     pub inbox: Option<DevInbox>,
     /// Link to the inbox UI shown to visitors.
     pub mailbox_url: String,
+    /// Cancelled on shutdown: long-lived responses (SSE) end on it.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new()
         .merge(pages::router())
         .merge(register::router(state.rate_limit_per_minute))
-        .merge(jobs::router());
+        .merge(jobs::router())
+        .merge(live::router());
     if state.inbox.is_some() {
         router = router.merge(mailbox::router());
     }

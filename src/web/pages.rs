@@ -34,14 +34,41 @@ fn static_dir() -> std::path::PathBuf {
     }
 }
 
+struct Side {
+    mode: &'static str,
+    title: &'static str,
+    hint: &'static str,
+    action: &'static str,
+    button: &'static str,
+}
+
+const SIDES: [Side; 2] = [
+    Side {
+        mode: "sync",
+        title: "Synchronous: waits for the mail server",
+        hint: "POST /register/sync: insert the user, send the mail inline, then answer.",
+        action: "/register/sync",
+        button: "Register and wait for the mail",
+    },
+    Side {
+        mode: "async",
+        title: "Asynchronous: enqueues and returns",
+        hint: "POST /register/async: insert the user and the job in one transaction, answer at once.",
+        action: "/register/async",
+        button: "Register through the queue",
+    },
+];
+
 #[derive(Template)]
 #[template(path = "index.html")]
 struct IndexPage<'a> {
+    sides: &'a [Side],
     mailbox_url: &'a str,
 }
 
 async fn index(State(state): State<AppState>) -> Response {
     match (IndexPage {
+        sides: &SIDES,
         mailbox_url: &state.mailbox_url,
     })
     .render()
