@@ -21,7 +21,7 @@ use axum::{
 use sqlx::SqlitePool;
 use subtle::ConstantTimeEq;
 
-use crate::jobs::{SendWelcomeEmail, WELCOME_QUEUE, admin::RetryError};
+use crate::{events::QueuedMessage, jobs::admin::RetryError};
 
 /// Where the admin listener binds, from `ADMIN_BIND` (`off` disables it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +62,14 @@ struct AdminState {
     token: Option<String>,
 }
 
-pub fn router(pool: SqlitePool, token: Option<String>) -> Router {
-    let storage = SqliteStorage::<SendWelcomeEmail>::new(&pool)
-        .with_config(Config::default().queue(WELCOME_QUEUE));
-    let board_api = ApiBuilder::new(Router::new())
-        .register(WELCOME_QUEUE, storage)
-        .build();
+pub fn router(pool: SqlitePool, token: Option<String>, queues: &[&'static str]) -> Router {
+    let mut board = ApiBuilder::new(Router::new());
+    for queue in queues {
+        let storage =
+            SqliteStorage::<QueuedMessage>::new(&pool).with_config(Config::default().queue(*queue));
+        board = board.register(queue, storage);
+    }
+    let board_api = board.build();
     let state = AdminState {
         pool,
         token: token.filter(|t| !t.is_empty()),

@@ -15,7 +15,7 @@ use crate::{
     dev_inbox::DevInbox,
     jobs::{
         Wakeup,
-        welcome_email::{PoolSettings, RetrySchedule, WelcomeContext, register_worker},
+        welcome_email::{PoolSettings, RetrySchedule},
     },
     mail::Mailer,
     web::{self, AppState},
@@ -53,6 +53,16 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings, role: Role) -> anyhow::Result<Application> {
+        Application::build_with_consumers(settings, role, Vec::new()).await
+    }
+
+    /// Like [`Application::build`], with consumers of `user_registered` beyond the built-in ones
+    /// (a test adds one this way; so could an embedding application).
+    pub async fn build_with_consumers(
+        settings: Settings,
+        role: Role,
+        extra_consumers: Vec<std::sync::Arc<dyn crate::events::Consumer>>,
+    ) -> anyhow::Result<Application> {
         crate::admin::check_exposure(settings.admin_bind, settings.admin_token.as_deref())?;
         let pool = db::connect_and_migrate(&settings.database_url).await?;
         let inbox = match (&settings.smtp_url, role) {
@@ -103,7 +113,14 @@ impl Application {
             crate::admin::AdminBind::Off => None,
         };
         let token = CancellationToken::new();
+        // All consumers of this process together open at most WORKERS SMTP sessions.
+        let mut consumers = crate::events::consumers(&crate::events::Deps {
+            pool: pool.clone(),
+            mailer: mailer.limited(usize::from(settings.workers)),
+        });
+        consumers.extend(extra_consumers);
         let state = AppState {
+            consumers: std::sync::Arc::new(consumers),
             pool: pool.clone(),
             mailer,
             wakeup: Wakeup::default(),
@@ -199,8 +216,13 @@ impl Application {
                 tracing::info!(
                     "admin: job dashboard http://{addr}/ and metrics http://{addr}/metrics"
                 );
-                let router =
-                    crate::admin::router(self.pool.clone(), self.settings.admin_token.clone());
+                let queues: Vec<&'static str> =
+                    self.state.consumers.iter().map(|c| c.name()).collect();
+                let router = crate::admin::router(
+                    self.pool.clone(),
+                    self.settings.admin_token.clone(),
+                    &queues,
+                );
                 let stop = token.clone();
                 Some(tokio::spawn(async move {
                     axum::serve(listener, router)
@@ -211,30 +233,35 @@ impl Application {
             None => None,
         };
 
+        // Workers stop after the HTTP server has finished its requests: a request in flight
+        // still gets its job written while the workers are up.
+        let workers_token = CancellationToken::new();
         let workers = if self.role.runs_workers() {
-            let ctx = WelcomeContext {
-                pool: self.pool.clone(),
-                mailer: self.state.mailer.clone(),
-                retry: RetrySchedule {
-                    base: self.settings.retry_base,
-                    cap: self.settings.retry_cap,
-                },
-                max_attempts: self.settings.job_max_attempts,
-            };
             let pool_settings = PoolSettings {
                 concurrency: usize::from(self.settings.workers),
                 poll_interval: self.settings.poll_interval,
                 heartbeat: self.settings.worker_heartbeat,
             };
-            let monitor = register_worker(
+            let retry = RetrySchedule {
+                base: self.settings.retry_base,
+                cap: self.settings.retry_cap,
+            };
+            let monitor = crate::events::register_workers(
                 Monitor::new(),
-                ctx,
-                self.state.wakeup.clone(),
-                pool_settings,
+                &self.state.consumers,
+                &self.pool,
+                &self.state.wakeup,
+                &pool_settings,
+                retry,
+                self.settings.job_max_attempts,
             )
             .shutdown_timeout(grace);
-            tracing::info!(concurrency = self.settings.workers, "worker pool started");
-            let stop = token.clone();
+            tracing::info!(
+                concurrency = self.settings.workers,
+                consumers = ?self.state.consumers.iter().map(|c| c.name()).collect::<Vec<_>>(),
+                "worker pool started"
+            );
+            let stop = workers_token.clone();
             Some(tokio::spawn(async move {
                 monitor
                     .run_with_signal(async move {
@@ -268,6 +295,7 @@ impl Application {
         {
             tracing::error!(error = %e, "admin listener failed");
         }
+        workers_token.cancel();
         if let Some(workers) = workers {
             match tokio::time::timeout_at(deadline, workers).await {
                 Ok(Ok(Ok(()))) => tracing::info!("workers stopped"),

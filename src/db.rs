@@ -27,6 +27,25 @@ pub async fn connect_and_migrate(database_url: &str) -> anyhow::Result<SqlitePoo
     }
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                // A query future dropped mid-statement (apalis drops its fetch when a worker stops)
+                // can leave a statement running and its write transaction open on the connection:
+                // the whole database then stays locked for every other connection. A connection
+                // still inside a transaction when it comes back to the pool is closed, not reused.
+                match sqlx::query("ROLLBACK").execute(&mut *conn).await {
+                    Err(e) if e.to_string().contains("no transaction is active") => Ok(true),
+                    Ok(_) => {
+                        tracing::warn!("a connection came back to the pool inside a transaction; rolled back");
+                        Ok(true)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a connection came back to the pool stuck in a transaction; closing it");
+                        Ok(false)
+                    }
+                }
+            })
+        })
         .connect_with(options)
         .await
         .with_context(|| format!("cannot open the database {database_url}"))?;

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod dev_inbox;
+pub mod events;
 pub mod jobs;
 pub mod jobs_cli;
 pub mod mail;

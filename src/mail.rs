@@ -35,6 +35,8 @@ pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     timeout: Duration,
+    /// When set, at most this many sends at once through this mailer and its clones.
+    limit: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 /// Why a send failed; the text goes to logs and to the job's `last_error`.
@@ -67,7 +69,17 @@ impl Mailer {
             transport,
             from,
             timeout,
+            limit: None,
         })
+    }
+
+    /// A mailer sharing this one's connection pool that sends at most `n` mails at once: the
+    /// workers' ceiling on SMTP sessions, whatever the number of consumers.
+    pub fn limited(&self, n: usize) -> Mailer {
+        Mailer {
+            limit: Some(std::sync::Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
+            ..self.clone()
+        }
     }
 
     /// The stable Message-ID of a user's welcome mail: a receiver that deduplicates on it sees a
@@ -81,6 +93,21 @@ impl Mailer {
     pub async fn send_welcome(&self, user: &User) -> Result<String, SendError> {
         let message_id = self.welcome_message_id(user.id);
         let message = self.render_welcome(user, &message_id)?;
+        self.send(message).await?;
+        Ok(message_id)
+    }
+
+    /// Sends one message within the timeout (and the concurrency limit, if any).
+    pub async fn send(&self, message: Message) -> Result<(), SendError> {
+        let _permit = match &self.limit {
+            Some(limit) => Some(
+                limit
+                    .acquire()
+                    .await
+                    .map_err(|e| SendError::Build(e.to_string()))?,
+            ),
+            None => None,
+        };
         let started = std::time::Instant::now();
         let sent = tokio::time::timeout(self.timeout, self.transport.send(message)).await;
         match sent {
@@ -88,9 +115,9 @@ impl Mailer {
                 crate::metrics::smtp_sent(started.elapsed());
                 tracing::debug!(
                     elapsed_ms = started.elapsed().as_millis() as u64,
-                    "SMTP accepted the welcome mail"
+                    "SMTP server accepted the mail"
                 );
-                Ok(message_id)
+                Ok(())
             }
             Ok(Err(e)) => {
                 crate::metrics::smtp_error("smtp");

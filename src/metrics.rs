@@ -70,7 +70,8 @@ pub async fn track_http(request: Request<axum::body::Body>, next: Next) -> Respo
     response
 }
 
-pub fn job_enqueued(queue: &'static str) {
+pub fn job_enqueued(queue: &str) {
+    let queue = queue.to_owned();
     metrics::counter!("jobs_enqueued_total", "queue" => queue).increment(1);
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc;
 
-pub use welcome_email::{SendWelcomeEmail, WELCOME_QUEUE, enqueue_welcome_email};
+pub use welcome_email::{SendWelcomeEmail, WELCOME_QUEUE};
 
 /// Wakes this process's idle workers right after an enqueue commits, so they start within
 /// milliseconds instead of waiting for the next poll. Jobs written by other processes are still

@@ -38,6 +38,8 @@ pub struct AppState {
     pub inbox: Option<DevInbox>,
     /// Link to the inbox UI shown to visitors.
     pub mailbox_url: String,
+    /// The consumers of `user_registered`: registration publishes one job to each.
+    pub consumers: std::sync::Arc<Vec<std::sync::Arc<dyn crate::events::Consumer>>>,
     /// Cancelled on shutdown: long-lived responses (SSE) end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -15,7 +15,8 @@ use axum::{
 use serde::Serialize;
 
 use crate::{
-    jobs::{enqueue_welcome_email, welcome_email::record_delivery},
+    events::publish_user_registered,
+    jobs::{WELCOME_QUEUE, welcome_email::record_delivery},
     users::{DisplayName, Email, InsertUserError, NewUser, Password, hash_password, insert_user},
     web::{AppState, error::AppError},
 };
@@ -103,19 +104,32 @@ async fn register_async(State(state): State<AppState>, headers: HeaderMap, body:
             .await
             .map_err(insert_error)?;
         let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
-        let job_id = enqueue_welcome_email(&mut tx, user_id, state.job_max_attempts, request_id)
-            .await
-            .map_err(|e| anyhow::anyhow!("enqueue failed, registration rolled back: {e}"))?;
+        let published = publish_user_registered(
+            &mut tx,
+            &state.consumers,
+            user_id,
+            state.job_max_attempts,
+            request_id,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("enqueue failed, registration rolled back: {e}"))?;
         tx.commit().await?;
         state.wakeup.notify();
-        crate::metrics::job_enqueued(crate::jobs::WELCOME_QUEUE);
+        for (queue, _) in &published.jobs {
+            crate::metrics::job_enqueued(queue);
+        }
+        let job_id = published.job_for(WELCOME_QUEUE).map(str::to_owned);
         tracing::Span::current()
             .record("user_id", user_id)
-            .record("job_id", &job_id);
-        tracing::info!("user registered, welcome mail enqueued");
+            .record("job_id", job_id.as_deref().unwrap_or("-"));
+        tracing::info!(
+            event_id = %published.event_id,
+            consumers = published.jobs.len(),
+            "user registered, user_registered published"
+        );
         Ok(Registered {
             user_id,
-            job_id: Some(job_id),
+            job_id,
             mode: "async",
             elapsed_ms: 0.0,
         })
