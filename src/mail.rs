@@ -85,7 +85,36 @@ impl Mailer {
     /// The stable Message-ID of a user's welcome mail: a receiver that deduplicates on it sees a
     /// re-sent welcome as the same message.
     pub fn welcome_message_id(&self, user_id: i64) -> String {
-        format!("<welcome-{user_id}@{}>", self.from.email.domain())
+        self.message_id("welcome", user_id)
+    }
+
+    /// A stable Message-ID for the mail of `kind` to a user, in the sender's domain.
+    pub fn message_id(&self, kind: &str, user_id: i64) -> String {
+        format!("<{kind}-{user_id}@{}>", self.from.email.domain())
+    }
+
+    /// A message from MAIL_FROM to `user` with a text and an HTML part.
+    pub fn compose(
+        &self,
+        user: &User,
+        subject: &str,
+        message_id: &str,
+        text: String,
+        html: String,
+    ) -> Result<Message, SendError> {
+        let to: Mailbox = match &user.name {
+            Some(name) => format!("{name} <{}>", user.email).parse(),
+            None => user.email.parse(),
+        }
+        .or_else(|_| user.email.parse())
+        .map_err(|e: lettre::address::AddressError| SendError::Build(e.to_string()))?;
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .header(MessageId::from(message_id.to_owned()))
+            .multipart(MultiPart::alternative_plain_html(text, html))
+            .map_err(|e| SendError::Build(e.to_string()))
     }
 
     /// Renders and sends the welcome mail; returns the Message-ID it carried.
@@ -144,19 +173,7 @@ impl Mailer {
         }
         .render()
         .map_err(|e| SendError::Build(e.to_string()))?;
-        let to: Mailbox = match &user.name {
-            Some(name) => format!("{name} <{}>", user.email).parse(),
-            None => user.email.parse(),
-        }
-        .or_else(|_| user.email.parse())
-        .map_err(|e: lettre::address::AddressError| SendError::Build(e.to_string()))?;
-        Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(WELCOME_SUBJECT)
-            .header(MessageId::from(message_id.to_owned()))
-            .multipart(MultiPart::alternative_plain_html(text, html))
-            .map_err(|e| SendError::Build(e.to_string()))
+        self.compose(user, WELCOME_SUBJECT, message_id, text, html)
     }
 
     /// Opens a connection and says NOOP: is the mail server up?

@@ -149,7 +149,11 @@ async fn the_same_address_in_another_case_is_a_duplicate() {
     assert_eq!(body["error"]["code"], "email_taken");
     assert_eq!(body["error"]["field"], "email");
     assert_eq!(app.user_count().await, 1);
-    assert_eq!(app.job_count().await, 2, "one job per consumer (welcome email, audit log)");
+    assert_eq!(
+        app.job_count().await,
+        2,
+        "one job per consumer (welcome email, audit log)"
+    );
     app.stop().await;
 }
 
