@@ -6,6 +6,7 @@
 //! The registration code only calls [`publish_user_registered`]; it never names a consumer.
 
 pub mod audit;
+pub mod coupon;
 
 use std::sync::Arc;
 
@@ -163,6 +164,7 @@ pub fn consumers(deps: &Deps) -> Vec<Arc<dyn Consumer>> {
     vec![
         Arc::new(WelcomeEmail::new(deps)),
         Arc::new(audit::AuditLog::new(deps)),
+        Arc::new(coupon::SignupCoupon::new(deps)),
     ]
 }
 
