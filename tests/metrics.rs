@@ -90,8 +90,8 @@ async fn metrics_count_requests_jobs_and_mails_and_the_request_id_follows_the_jo
     assert_eq!(delta(r#"jobs_succeeded_total{queue="welcome_email"}"#), 2.0);
     assert_eq!(
         delta("smtp_send_seconds_count"),
-        3.0,
-        "two by workers, one inline"
+        5.0,
+        "two welcome and two coupon mails by workers, one welcome inline"
     );
     assert_eq!(
         delta(r#"http_requests_total{route="/register/async",method="POST",status="201"}"#),

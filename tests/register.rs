@@ -30,7 +30,7 @@ async fn async_register_answers_at_once_then_the_welcome_mail_arrives() {
     let job_id = body["job_id"].as_str().expect("job id").to_owned();
 
     let user_id = body["user_id"].as_i64().expect("user id");
-    let mails = wait_for_mails(&inbox, 1, MAIL_WAIT).await;
+    let mails = wait_for_welcome_mails(&inbox, 1, MAIL_WAIT).await;
     assert_eq!(
         mails[0].to,
         vec!["Ada Lovelace <ada@example.com>".to_owned()]
@@ -48,7 +48,13 @@ async fn async_register_answers_at_once_then_the_welcome_mail_arrives() {
 
     let (status, messages) = app.get_json("/dev/mailbox/api/messages").await;
     assert_eq!(status, 200);
-    assert_eq!(messages[0]["subject"], "Welcome to Signup Queue");
+    let subjects: Vec<&str> = messages
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|m| m["subject"].as_str())
+        .collect();
+    assert!(subjects.contains(&"Welcome to Signup Queue"), "{subjects:?}");
     app.stop().await;
 }
 
@@ -123,7 +129,7 @@ async fn async_register_succeeds_while_the_mail_server_is_down_and_mail_goes_out
     let inbox = DevInbox::start_on(port)
         .await
         .expect("SMTP server comes up");
-    let mails = wait_for_mails(&inbox, 1, Duration::from_secs(20)).await;
+    let mails = wait_for_welcome_mails(&inbox, 1, Duration::from_secs(20)).await;
     assert_eq!(
         mails[0].to,
         vec!["Ada Lovelace <dave@example.com>".to_owned()]
@@ -149,11 +155,7 @@ async fn the_same_address_in_another_case_is_a_duplicate() {
     assert_eq!(body["error"]["code"], "email_taken");
     assert_eq!(body["error"]["field"], "email");
     assert_eq!(app.user_count().await, 1);
-    assert_eq!(
-        app.job_count().await,
-        2,
-        "one job per consumer (welcome email, audit log)"
-    );
+    assert_eq!(app.job_count().await, CONSUMERS, "one job per consumer");
     app.stop().await;
 }
 
@@ -241,7 +243,7 @@ async fn a_delivered_job_run_again_sends_nothing() {
         .expect("json");
     let job_id = body["job_id"].as_str().expect("job id").to_owned();
     app.wait_for_job(&job_id, "done", MAIL_WAIT).await;
-    wait_for_mails(&inbox, 1, MAIL_WAIT).await;
+    wait_for_welcome_mails(&inbox, 1, MAIL_WAIT).await;
 
     // Put the finished job back in the queue, as a re-delivery after a crash would.
     sqlx::query("UPDATE Jobs SET status = 'Pending', lock_by = NULL, done_at = NULL WHERE id = ?1")
@@ -253,7 +255,12 @@ async fn a_delivered_job_run_again_sends_nothing() {
 
     assert_eq!(rerun["attempts"], 2, "the job ran a second time");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(inbox.messages().len(), 1, "but no second mail was sent");
+    let welcome = inbox
+        .messages()
+        .into_iter()
+        .filter(|m| m.subject == "Welcome to Signup Queue")
+        .count();
+    assert_eq!(welcome, 1, "but no second welcome mail was sent");
     app.stop().await;
 }
 

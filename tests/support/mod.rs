@@ -168,6 +168,35 @@ impl TestApp {
     }
 }
 
+/// Consumers of `user_registered` (welcome email, audit log, signup coupon): jobs per async
+/// registration.
+pub const CONSUMERS: i64 = 3;
+
+/// Waits until `inbox` holds at least `n` welcome mails; returns them (newest first).
+pub async fn wait_for_welcome_mails(
+    inbox: &DevInbox,
+    n: usize,
+    within: Duration,
+) -> Vec<signup_queue::dev_inbox::CaughtMail> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let mails: Vec<_> = inbox
+            .messages()
+            .into_iter()
+            .filter(|m| m.subject == "Welcome to Signup Queue")
+            .collect();
+        if mails.len() >= n {
+            return mails;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {n} welcome mail(s) within {within:?}, got {}",
+            mails.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until `inbox` holds at least `n` mails; returns them (newest first).
 pub async fn wait_for_mails(
     inbox: &DevInbox,
