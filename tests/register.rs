@@ -54,7 +54,10 @@ async fn async_register_answers_at_once_then_the_welcome_mail_arrives() {
         .iter()
         .filter_map(|m| m["subject"].as_str())
         .collect();
-    assert!(subjects.contains(&"Welcome to Signup Queue"), "{subjects:?}");
+    assert!(
+        subjects.contains(&"Welcome to Signup Queue"),
+        "{subjects:?}"
+    );
     app.stop().await;
 }
 

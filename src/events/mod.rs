@@ -300,6 +300,26 @@ async fn run_consumer(
     result
 }
 
+/// A worker that stops with an error (e.g. a job row it cannot decode) is restarted, so one bad
+/// row cannot silence a queue for good; more than 10 restarts a minute means something is
+/// broken for real, and the worker stays down (the logs say why).
+fn restart_unless_looping(worker: &WorkerContext, error: &WorkerError) -> bool {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static RESTARTS: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
+    let Ok(mut restarts) = RESTARTS.lock() else {
+        return false;
+    };
+    restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
+    if restarts.len() >= 10 {
+        tracing::error!(worker = worker.name(), %error, "worker stopped with an error; too many restarts, leaving it down");
+        return false;
+    }
+    restarts.push(Instant::now());
+    tracing::error!(worker = worker.name(), %error, "worker stopped with an error; restarting it");
+    true
+}
+
 /// Registers one worker per consumer on the monitor, all woken by the same enqueue signal.
 pub fn register_workers(
     mut monitor: Monitor,
@@ -310,6 +330,7 @@ pub fn register_workers(
     retry: RetrySchedule,
     max_attempts: u32,
 ) -> Monitor {
+    monitor = monitor.should_restart(restart_unless_looping);
     for consumer in consumers {
         let runtime = Runtime {
             consumer: Arc::clone(consumer),

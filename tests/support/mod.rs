@@ -58,9 +58,19 @@ pub async fn spawn_app_with_smtp(smtp_url: String) -> TestApp {
 }
 
 pub async fn spawn_with(settings: Settings, role: Role, dir: Option<tempfile::TempDir>) -> TestApp {
+    spawn_with_consumers(settings, role, dir, Vec::new()).await
+}
+
+/// Like [`spawn_with`], with extra consumers of `user_registered`.
+pub async fn spawn_with_consumers(
+    settings: Settings,
+    role: Role,
+    dir: Option<tempfile::TempDir>,
+    consumers: Vec<std::sync::Arc<dyn signup_queue::events::Consumer>>,
+) -> TestApp {
     logs::captured();
     let database_url = settings.database_url.clone();
-    let app = Application::build(settings, role)
+    let app = Application::build_with_consumers(settings, role, consumers)
         .await
         .expect("app builds");
     let addr = app
