@@ -29,6 +29,11 @@ pub enum Command {
     Web,
     /// Only the worker pool, on the same database as `web`. Needs SMTP_URL.
     Worker,
+    /// The Redis List/Stream exercise: a log producer and consumer (LPUSH/BRPOP and variants).
+    Redis {
+        #[command(subcommand)]
+        command: crate::redis_queue::RedisCommand,
+    },
     /// Inspect and repair the job queue (works on DATABASE_URL directly; no server needed).
     Jobs {
         #[command(subcommand)]
@@ -43,6 +48,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Serve => Role::All,
         Command::Web => Role::Web,
         Command::Worker => Role::Worker,
+        Command::Redis { command } => return crate::redis_queue::run(command).await,
         Command::Jobs { command } => {
             return crate::jobs_cli::run(&cli.settings.database_url, command).await;
         }

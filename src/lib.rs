@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod jobs_cli;
 pub mod mail;
 pub mod metrics;
+pub mod redis_queue;
 pub mod smtp_sink;
 pub mod telemetry;
 pub mod users;
