@@ -73,7 +73,12 @@ async fn fill_and_submit(client: &fantoccini::Client, mode: &str, email: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_forms_in_a_real_browser() {
     let Ok(chrome) = std::env::var("CHROME") else {
-        println!("skipped: set CHROME (path to chromium) to run the browser test");
+        // Straight to stderr, past the test harness's capture, so the skip is seen.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: set CHROME (path to chromium) to run the browser test"
+        );
         return;
     };
     // Two TLS crypto backends are linked in; the WebDriver client needs one chosen.

@@ -11,7 +11,12 @@ use redis::AsyncCommands;
 fn redis_url() -> Option<String> {
     let url = std::env::var("REDIS_URL").ok();
     if url.is_none() {
-        println!("skipped: set REDIS_URL (e.g. redis://127.0.0.1:6379) to run the Redis tests");
+        // Straight to stderr, past the test harness's capture, so the skip is seen.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: set REDIS_URL (e.g. redis://127.0.0.1:6379) to run the Redis tests"
+        );
     }
     url
 }
