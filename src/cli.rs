@@ -34,6 +34,9 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::redis_queue::RedisCommand,
     },
+    /// Measure sync vs async, peak shaving and the limits of this machine (starts all it needs on
+    /// 127.0.0.1). Uses WORKERS; password hashing is `test` unless --hash-cost is given.
+    Bench(crate::bench::BenchArgs),
     /// Inspect and repair the job queue (works on DATABASE_URL directly; no server needed).
     Jobs {
         #[command(subcommand)]
@@ -42,13 +45,30 @@ pub enum Command {
 }
 
 pub async fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)?;
     telemetry::init(cli.settings.log_format);
     let role = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => Role::All,
         Command::Web => Role::Web,
         Command::Worker => Role::Worker,
         Command::Redis { command } => return crate::redis_queue::run(command).await,
+        Command::Bench(args) => {
+            // The bench hashes cheaply unless asked otherwise: it measures the queue, and says so.
+            let explicit = matches!(
+                matches.value_source("hash_cost"),
+                Some(
+                    clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable
+                )
+            );
+            let cost = if explicit {
+                cli.settings.hash_cost
+            } else {
+                crate::config::HashCost::Test
+            };
+            return crate::bench::run(args, cli.settings.workers, cost).await;
+        }
         Command::Jobs { command } => {
             return crate::jobs_cli::run(&cli.settings.database_url, command).await;
         }

@@ -1,4 +1,6 @@
-//! Outgoing mail: the pooled lettre SMTP transport and the welcome mail rendered from
+//! Outgoing mail: SMTP through lettre (a pool of plain connections with TCP_NODELAY for
+//! `smtp://host:port`, lettre's own pooled transport for TLS or credentials) and the welcome mail
+//! rendered from
 //! `templates/email/` (multipart: plain text and HTML).
 
 use std::time::Duration;
@@ -32,7 +34,7 @@ pub const WELCOME_SUBJECT: &str = "Welcome to Signup Queue";
 /// Sends mail over SMTP with a connection pool (one pool per process, at most `max_connections`).
 #[derive(Clone)]
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    transport: Transport,
     from: Mailbox,
     timeout: Duration,
     /// When set, at most this many sends at once through this mailer and its clones.
@@ -46,6 +48,8 @@ pub enum SendError {
     Timeout(Duration),
     #[error("mail server refused or failed: {0}")]
     Smtp(#[from] lettre::transport::smtp::Error),
+    #[error("mail server unreachable: Connection error: {0}")]
+    Connect(String),
     #[error("cannot build the message: {0}")]
     Build(String),
 }
@@ -60,11 +64,19 @@ impl Mailer {
         let from: Mailbox = from
             .parse()
             .with_context(|| format!("MAIL_FROM {from:?} is not a mailbox"))?;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
-            .with_context(|| format!("SMTP_URL {smtp_url:?} is not a valid SMTP URL"))?
-            .timeout(Some(timeout))
-            .pool_config(PoolConfig::new().max_size(max_connections.max(1)))
-            .build();
+        let transport = match direct_address(smtp_url) {
+            Some(address) => Transport::Direct(std::sync::Arc::new(DirectSmtp::new(
+                address,
+                max_connections as usize,
+            ))),
+            None => Transport::Lettre(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
+                    .with_context(|| format!("SMTP_URL {smtp_url:?} is not a valid SMTP URL"))?
+                    .timeout(Some(timeout))
+                    .pool_config(PoolConfig::new().max_size(max_connections.max(1)))
+                    .build(),
+            ),
+        };
         Ok(Mailer {
             transport,
             from,
@@ -138,7 +150,17 @@ impl Mailer {
             None => None,
         };
         let started = std::time::Instant::now();
-        let sent = tokio::time::timeout(self.timeout, self.transport.send(message)).await;
+        let sent = tokio::time::timeout(self.timeout, async {
+            match &self.transport {
+                Transport::Direct(direct) => direct.send(&message).await,
+                Transport::Lettre(lettre) => lettre
+                    .send(message)
+                    .await
+                    .map(|_| ())
+                    .map_err(SendError::from),
+            }
+        })
+        .await;
         match sent {
             Ok(Ok(_)) => {
                 crate::metrics::smtp_sent(started.elapsed());
@@ -150,7 +172,7 @@ impl Mailer {
             }
             Ok(Err(e)) => {
                 crate::metrics::smtp_error("smtp");
-                Err(SendError::Smtp(e))
+                Err(e)
             }
             Err(_) => {
                 crate::metrics::smtp_error("timeout");
@@ -179,8 +201,122 @@ impl Mailer {
     /// Opens a connection and says NOOP: is the mail server up?
     pub async fn is_reachable(&self) -> bool {
         matches!(
-            tokio::time::timeout(self.timeout, self.transport.test_connection()).await,
+            tokio::time::timeout(self.timeout, async {
+                match &self.transport {
+                    Transport::Direct(direct) => direct.test_connection().await,
+                    Transport::Lettre(lettre) => {
+                        lettre.test_connection().await.map_err(SendError::from)
+                    }
+                }
+            })
+            .await,
             Ok(Ok(true))
         )
+    }
+}
+
+#[derive(Clone)]
+enum Transport {
+    Direct(std::sync::Arc<DirectSmtp>),
+    Lettre(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+/// `host:port` of a plain `smtp://host[:port]` URL without credentials or TLS options.
+fn direct_address(smtp_url: &str) -> Option<String> {
+    let rest = smtp_url.strip_prefix("smtp://")?;
+    if rest.contains('@') || rest.contains('?') {
+        return None;
+    }
+    let host_port = rest.trim_end_matches('/');
+    if host_port.is_empty() || host_port.contains('/') {
+        return None;
+    }
+    Some(
+        if host_port
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:25")
+        },
+    )
+}
+
+/// Plain SMTP connections kept open between sends, with TCP_NODELAY. lettre writes the message
+/// and its final `.` in two writes; with Nagle's algorithm on, the second waits for the server's
+/// delayed ACK (about 40 ms a mail on Linux). lettre's pooled transport cannot set the option,
+/// and it returns connections to its pool from a spawned task, so a send that follows at once
+/// opens one more connection than the concurrency limit allows. This pool does neither.
+struct DirectSmtp {
+    address: String,
+    idle: tokio::sync::Mutex<Vec<lettre::transport::smtp::client::AsyncSmtpConnection>>,
+    max_idle: usize,
+    hello: lettre::transport::smtp::extension::ClientId,
+}
+
+impl DirectSmtp {
+    fn new(address: String, max_idle: usize) -> Self {
+        DirectSmtp {
+            address,
+            idle: tokio::sync::Mutex::new(Vec::new()),
+            max_idle: max_idle.max(1),
+            hello: lettre::transport::smtp::extension::ClientId::default(),
+        }
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<lettre::transport::smtp::client::AsyncSmtpConnection, SendError> {
+        let stream = tokio::net::TcpStream::connect(&self.address)
+            .await
+            .map_err(|e| SendError::Connect(format!("{}: {e}", self.address)))?;
+        let _ = stream.set_nodelay(true);
+        Ok(
+            lettre::transport::smtp::client::AsyncSmtpConnection::connect_with_transport(
+                Box::new(stream),
+                &self.hello,
+            )
+            .await?,
+        )
+    }
+
+    async fn send(&self, message: &Message) -> Result<(), SendError> {
+        let bytes = message.formatted();
+        let reused = self.idle.lock().await.pop();
+        let was_reused = reused.is_some();
+        let mut conn = match reused {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        let mut result = conn.send(message.envelope(), &bytes).await;
+        if result.is_err() && was_reused {
+            // The server may have closed an idle connection: one more try on a fresh one.
+            conn.abort().await;
+            conn = self.connect().await?;
+            result = conn.send(message.envelope(), &bytes).await;
+        }
+        match result {
+            Ok(_) => {
+                let mut idle = self.idle.lock().await;
+                if idle.len() < self.max_idle {
+                    idle.push(conn);
+                } else {
+                    drop(idle);
+                    let _ = conn.quit().await;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                conn.abort().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn test_connection(&self) -> Result<bool, SendError> {
+        let mut conn = self.connect().await?;
+        let _ = conn.quit().await;
+        Ok(true)
     }
 }
