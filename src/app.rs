@@ -261,6 +261,13 @@ impl Application {
                 consumers = ?self.state.consumers.iter().map(|c| c.name()).collect::<Vec<_>>(),
                 "worker pool started"
             );
+            if !self.settings.job_retention.is_zero() {
+                tokio::spawn(purge_finished_jobs(
+                    self.pool.clone(),
+                    self.settings.job_retention,
+                    workers_token.clone(),
+                ));
+            }
             let stop = workers_token.clone();
             Some(tokio::spawn(async move {
                 monitor
@@ -311,5 +318,29 @@ impl Application {
         }
         self.pool.close().await;
         Ok(())
+    }
+}
+
+/// Retention: deletes done jobs older than `retention` every 10 minutes (JOB_RETENTION).
+async fn purge_finished_jobs(
+    pool: SqlitePool,
+    retention: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let secs = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        match crate::jobs::admin::purge_done(&pool, secs).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                "retention: deleted finished jobs older than JOB_RETENTION"
+            ),
+            Err(e) => tracing::warn!(error = %e, "retention: cannot delete finished jobs"),
+        }
     }
 }

@@ -67,6 +67,11 @@ pub struct Settings {
     #[arg(long, env = "WORKER_HEARTBEAT", default_value = "4s", value_parser = humantime::parse_duration, global = true)]
     pub worker_heartbeat: Duration,
 
+    /// Finished (done) jobs older than this are deleted by the worker process, every 10 minutes,
+    /// so the job table does not grow without end; e.g. 7d, 12h. `0s` keeps them forever.
+    #[arg(long, env = "JOB_RETENTION", default_value = "7d", value_parser = humantime::parse_duration, global = true)]
+    pub job_retention: Duration,
+
     /// On SIGINT/SIGTERM, wait at most this long for in-flight requests and jobs.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration, global = true)]
     pub shutdown_timeout: Duration,
@@ -138,6 +143,7 @@ impl Settings {
             poll_interval: Duration::from_millis(100),
             worker_heartbeat: Duration::from_secs(4),
             shutdown_timeout: Duration::from_secs(10),
+            job_retention: Duration::from_secs(7 * 86400),
             rate_limit_per_minute: 0,
             admin_bind: crate::admin::AdminBind::Off,
             admin_token: None,

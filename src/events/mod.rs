@@ -344,7 +344,8 @@ pub fn register_workers(
             let queue = runtime.consumer.name();
             let config = Config::default()
                 .queue(queue)
-                .batch_size(settings.concurrency)
+                // Fetch ahead of the concurrency limit so a freed slot finds its next job waiting.
+                .batch_size(settings.concurrency * 4)
                 .heartbeat_interval(settings.heartbeat);
             let strategy = Strategy::new()
                 .stream(wakeup.subscribe())

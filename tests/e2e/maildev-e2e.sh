@@ -58,7 +58,8 @@ status=$(register /register/sync bob-e2e@example.com "Bob Builder")
 check_mail() { # address, name
   local mail
   for _ in $(seq 1 100); do
-    mail=$(curl -fs "http://127.0.0.1:$web_port/api/email" | jq -c --arg to "$1" '[.[] | select(any(.to[]; .address == $to))] | first // empty')
+    mail=$(curl -fs "http://127.0.0.1:$web_port/api/email" | jq -c --arg to "$1" \
+      '[.[] | select(any(.to[]; .address == $to) and .subject == "Welcome to Signup Queue")] | first // empty')
     [ -n "$mail" ] && break
     sleep 0.1
   done
@@ -71,4 +72,9 @@ check_mail() { # address, name
 }
 check_mail ada-e2e@example.com "Ada Lovelace"
 check_mail bob-e2e@example.com "Bob Builder"
+# The async registration also feeds the coupon consumer: its mail carries a code.
+coupon=$(curl -fs "http://127.0.0.1:$web_port/api/email" | jq -c '[.[] | select(.subject == "Your signup coupon")] | first // empty')
+[ -n "$coupon" ] || fail "no coupon mail reached maildev"
+jq -e '.text | test("WELCOME-[A-Z0-9]{8}")' <<<"$coupon" >/dev/null || fail "the coupon mail carries no code"
+echo "e2e: coupon mail to ada-e2e@example.com arrived with its code"
 echo "e2e: maildev interoperability check passed"

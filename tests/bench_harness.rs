@@ -1,0 +1,63 @@
+//! The bench harness runs end to end in its smallest mode and writes every scenario: a check
+//! that it works, not of the numbers (speed is never asserted in tests).
+
+#[test]
+fn the_smallest_bench_run_writes_every_scenario() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"))
+        .args([
+            "bench",
+            "--quick",
+            "--requests",
+            "5",
+            "--burst",
+            "20",
+            "--backlog",
+            "50",
+            "--finished",
+            "50",
+            "--smtp-latency-ms",
+            "0,10",
+            "--out",
+        ])
+        .arg(out.path())
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("bench runs");
+    assert!(status.success());
+
+    let text =
+        std::fs::read_to_string(out.path().join("bench-results.json")).expect("results written");
+    let results: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    for scenario in [
+        "latency",
+        "transactions",
+        "pickup",
+        "burst",
+        "pipeline",
+        "drain",
+        "limits",
+        "ratios",
+    ] {
+        assert!(!results[scenario].is_null(), "{scenario} missing");
+    }
+    assert_eq!(
+        results["latency"].as_array().map(Vec::len),
+        Some(4),
+        "sync and async at two latencies"
+    );
+    assert_eq!(results["burst"]["lost"], 0);
+    assert_eq!(results["burst"]["duplicates"], 0);
+    assert!(
+        results["hash_cost"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("test"),
+        "the run says which hashing it used"
+    );
+    let svg = std::fs::read_to_string(out.path().join("peak-shaving.svg")).expect("plot written");
+    assert!(svg.contains("<svg") && svg.contains("queue depth"));
+}
