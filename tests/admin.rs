@@ -7,20 +7,6 @@ use std::net::SocketAddr;
 use signup_queue::{Application, Role, Settings, admin::AdminBind};
 use support::*;
 
-const TOKEN: &str = "s3cret-operator-token";
-
-async fn spawn_with_admin(token: Option<&str>) -> TestApp {
-    let (dir, database_url) = temp_database();
-    let mut settings = Settings::for_tests(database_url, None);
-    settings.admin_bind = AdminBind::At(SocketAddr::from(([127, 0, 0, 1], 0)));
-    settings.admin_token = token.map(str::to_owned);
-    spawn_with(settings, Role::All, Some(dir)).await
-}
-
-fn admin_url(app: &TestApp, path: &str) -> String {
-    format!("http://{}{}", app.admin_addr.expect("admin listener"), path)
-}
-
 #[tokio::test]
 async fn every_admin_route_needs_the_token_and_the_board_stays_off_the_public_listener() {
     let app = spawn_with_admin(Some(TOKEN)).await;

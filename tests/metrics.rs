@@ -3,24 +3,9 @@
 
 mod support;
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
-use signup_queue::{Role, Settings, admin::AdminBind};
 use support::{logs, *};
-
-const TOKEN: &str = "s3cret-operator-token";
-
-async fn spawn_with_admin(token: Option<&str>) -> TestApp {
-    let (dir, database_url) = temp_database();
-    let mut settings = Settings::for_tests(database_url, None);
-    settings.admin_bind = AdminBind::At(SocketAddr::from(([127, 0, 0, 1], 0)));
-    settings.admin_token = token.map(str::to_owned);
-    spawn_with(settings, Role::All, Some(dir)).await
-}
-
-fn admin_url(app: &TestApp, path: &str) -> String {
-    format!("http://{}{}", app.admin_addr.expect("admin listener"), path)
-}
 
 async fn scrape(app: &TestApp) -> String {
     let response = app

@@ -188,23 +188,7 @@ pub async fn wait_for_welcome_mails(
     n: usize,
     within: Duration,
 ) -> Vec<signup_queue::dev_inbox::CaughtMail> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let mails: Vec<_> = inbox
-            .messages()
-            .into_iter()
-            .filter(|m| m.subject == "Welcome to Signup Queue")
-            .collect();
-        if mails.len() >= n {
-            return mails;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "expected {n} welcome mail(s) within {within:?}, got {}",
-            mails.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_mails_where(inbox, n, within, |m| m.subject == "Welcome to Signup Queue").await
 }
 
 /// Waits until `inbox` holds at least `n` mails; returns them (newest first).
@@ -213,9 +197,19 @@ pub async fn wait_for_mails(
     n: usize,
     within: Duration,
 ) -> Vec<signup_queue::dev_inbox::CaughtMail> {
+    wait_for_mails_where(inbox, n, within, |_| true).await
+}
+
+/// Waits until `inbox` holds at least `n` mails that pass `keep`; returns those (newest first).
+pub async fn wait_for_mails_where(
+    inbox: &DevInbox,
+    n: usize,
+    within: Duration,
+    keep: impl Fn(&signup_queue::dev_inbox::CaughtMail) -> bool,
+) -> Vec<signup_queue::dev_inbox::CaughtMail> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let mails = inbox.messages();
+        let mails: Vec<_> = inbox.messages().into_iter().filter(|m| keep(m)).collect();
         if mails.len() >= n {
             return mails;
         }
@@ -226,4 +220,20 @@ pub async fn wait_for_mails(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The admin bearer token the admin tests use.
+pub const TOKEN: &str = "s3cret-operator-token";
+
+/// The all-in-one app with its admin listener on 127.0.0.1 port 0 and `token`.
+pub async fn spawn_with_admin(token: Option<&str>) -> TestApp {
+    let (dir, database_url) = temp_database();
+    let mut settings = Settings::for_tests(database_url, None);
+    settings.admin_bind = signup_queue::admin::AdminBind::At(SocketAddr::from(([127, 0, 0, 1], 0)));
+    settings.admin_token = token.map(str::to_owned);
+    spawn_with(settings, Role::All, Some(dir)).await
+}
+
+pub fn admin_url(app: &TestApp, path: &str) -> String {
+    format!("http://{}{}", app.admin_addr.expect("admin listener"), path)
 }
