@@ -40,7 +40,8 @@ pub struct Settings {
     #[arg(long, env = "SMTP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
     pub smtp_timeout: Duration,
 
-    /// Concurrent mail jobs per worker process (also the most SMTP connections a process opens).
+    /// Concurrent jobs per consumer queue in a worker process; all its mail sends together use at
+    /// most this many SMTP sessions.
     #[arg(long, env = "WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024), global = true)]
     pub workers: u16,
 
