@@ -46,6 +46,20 @@ fn lines(output: &Output) -> Vec<String> {
         .collect()
 }
 
+/// A consumer the test will kill with SIGKILL (kill_on_drop as a safety net).
+fn spawn_killable(url: &str, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"))
+        .arg("redis")
+        .args(args)
+        .env_clear()
+        .env("REDIS_URL", url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("consumer")
+}
+
 async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
         .expect("url")
@@ -104,9 +118,9 @@ async fn a_reliable_consumer_killed_mid_message_handles_it_again_after_restart()
             .success()
     );
 
-    let mut slow = tokio::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"))
-        .args([
-            "redis",
+    let mut slow = spawn_killable(
+        &url,
+        &[
             "consume",
             "--reliable",
             "--queue",
@@ -115,14 +129,8 @@ async fn a_reliable_consumer_killed_mid_message_handles_it_again_after_restart()
             "worker-a",
             "--handle-delay",
             "30s",
-        ])
-        .env_clear()
-        .env("REDIS_URL", &url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("consumer");
+        ],
+    );
     let mut conn = redis(&url).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -225,9 +233,9 @@ async fn stream_consumers_share_the_work_and_claim_what_a_dead_one_held() {
             .status
             .success()
     );
-    let mut dying = tokio::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"))
-        .args([
-            "redis",
+    let mut dying = spawn_killable(
+        &url,
+        &[
             "consume",
             "--stream",
             "--queue",
@@ -238,14 +246,8 @@ async fn stream_consumers_share_the_work_and_claim_what_a_dead_one_held() {
             "doomed",
             "--handle-delay",
             "30s",
-        ])
-        .env_clear()
-        .env("REDIS_URL", &url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("consumer");
+        ],
+    );
     let mut conn = redis(&url).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
