@@ -13,10 +13,7 @@ use crate::{
     config::Settings,
     db,
     dev_inbox::DevInbox,
-    jobs::{
-        Wakeup,
-        welcome_email::{PoolSettings, RetrySchedule},
-    },
+    jobs::{PoolSettings, RetrySchedule, Wakeup},
     mail::Mailer,
     web::{self, AppState},
 };

@@ -581,7 +581,7 @@ async fn drain_scenario(plan: &Plan, workers: u16) -> anyhow::Result<Value> {
     let token = tokio_util::sync::CancellationToken::new();
     let stop = token.clone();
     let monitor = Monitor::new().register(move |_| {
-        WorkerBuilder::new(crate::jobs::welcome_email::worker_name(QUEUE))
+        WorkerBuilder::new(crate::jobs::worker_name(QUEUE))
             .backend(backend.clone())
             .concurrency(usize::from(workers))
             .build(noop)

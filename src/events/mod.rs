@@ -19,11 +19,9 @@ use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::{
     jobs::{
-        Wakeup,
-        welcome_email::{
-            PoolSettings, RetrySchedule, SendWelcomeEmail, WelcomeEmail, schedule_retry,
-            worker_name,
-        },
+        PoolSettings, RetrySchedule, Wakeup, schedule_retry,
+        welcome_email::{SendWelcomeEmail, WelcomeEmail},
+        worker_name,
     },
     mail::Mailer,
 };

@@ -1,10 +1,7 @@
 //! The welcome email: the first consumer of `user_registered`, plus the worker plumbing the
 //! consumers share (retry schedule, pool settings, worker names).
 
-use std::time::Duration;
-
 use futures::future::BoxFuture;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
@@ -115,64 +112,6 @@ pub async fn record_delivery(
     Ok(())
 }
 
-/// Exponential backoff with jitter: `base * 2^(attempt-1)`, capped, then scaled by 50-100 %.
-#[derive(Debug, Clone, Copy)]
-pub struct RetrySchedule {
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl RetrySchedule {
-    pub fn delay_after(&self, attempt: usize) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(30) as u32;
-        let full = self
-            .base
-            .saturating_mul(2u32.saturating_pow(exponent))
-            .min(self.cap);
-        full.mul_f64(rand::rng().random_range(0.5..=1.0))
-    }
-}
-
-/// The storage re-fetches a failed job as soon as its `run_at` has passed, and its acknowledgement
-/// leaves `run_at` alone: moving `run_at` before returning the error is the backoff. It is
-/// durable (a restart keeps the schedule) and visible in the job row.
-pub async fn schedule_retry(
-    pool: &SqlitePool,
-    job_id: &str,
-    delay: Duration,
-) -> Result<(), sqlx::Error> {
-    let delay_secs = delay.as_secs_f64().ceil() as i64;
-    sqlx::query("UPDATE Jobs SET run_at = strftime('%s', 'now') + ?1 WHERE id = ?2")
-        .bind(delay_secs)
-        .bind(job_id)
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
-/// Settings of one worker process's pool (per consumer queue).
-#[derive(Clone)]
-pub struct PoolSettings {
-    pub concurrency: usize,
-    pub poll_interval: Duration,
-    pub heartbeat: Duration,
-}
-
-/// A unique worker name per process and start: a restarted worker must never collide with the
-/// name of one still inside the heartbeat window.
-pub fn worker_name(queue: &str) -> String {
-    let host = hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "host".into());
-    let suffix = ulid::Ulid::generate().to_string();
-    format!(
-        "{queue}-{host}-{}-{}",
-        std::process::id(),
-        &suffix[suffix.len() - 6..]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,20 +123,5 @@ mod tests {
             json,
             serde_json::json!({"task": "send_welcome_email", "user_id": 123})
         );
-    }
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let schedule = RetrySchedule {
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(10),
-        };
-        for _ in 0..50 {
-            let first = schedule.delay_after(1);
-            assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
-            let fourth = schedule.delay_after(4);
-            assert!(fourth >= Duration::from_secs(4) && fourth <= Duration::from_secs(8));
-            assert!(schedule.delay_after(40) <= Duration::from_secs(10));
-        }
     }
 }
