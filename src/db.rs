@@ -26,6 +26,10 @@ pub async fn connect_and_migrate(database_url: &str) -> anyhow::Result<SqlitePoo
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create the database folder {}", parent.display()))?;
     }
+    // No `after_release` hook: sqlx 0.9 already rolls back a dropped `Transaction` on its
+    // connection's worker thread and resets a statement whose future was dropped, and it pings
+    // every connection on release. An extra `ROLLBACK` per release (once used here as a safety
+    // net) was 41 % of all statements in the pipeline benchmark (BENCHMARKS.md).
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
         .after_connect(|conn, _| {
@@ -35,28 +39,13 @@ pub async fn connect_and_migrate(database_url: &str) -> anyhow::Result<SqlitePoo
                 // SAFETY: the connection handle is valid and locked for the duration of the call;
                 // the callback keeps no state and is a plain `extern "C"` function.
                 unsafe {
-                    libsqlite3_sys::sqlite3_busy_handler(raw.as_ptr(), Some(busy_handler), std::ptr::null_mut());
+                    libsqlite3_sys::sqlite3_busy_handler(
+                        raw.as_ptr(),
+                        Some(busy_handler),
+                        std::ptr::null_mut(),
+                    );
                 }
                 Ok(())
-            })
-        })
-        .after_release(|conn, _| {
-            Box::pin(async move {
-                // A query future dropped mid-statement (apalis drops its fetch when a worker stops)
-                // can leave a statement running and its write transaction open on the connection:
-                // the whole database then stays locked for every other connection. A connection
-                // still inside a transaction when it comes back to the pool is closed, not reused.
-                match sqlx::query("ROLLBACK").execute(&mut *conn).await {
-                    Err(e) if e.to_string().contains("no transaction is active") => Ok(true),
-                    Ok(_) => {
-                        tracing::warn!("a connection came back to the pool inside a transaction; rolled back");
-                        Ok(true)
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a connection came back to the pool stuck in a transaction; closing it");
-                        Ok(false)
-                    }
-                }
             })
         })
         .connect_with(options)
