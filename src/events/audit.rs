@@ -1,23 +1,52 @@
 //! Audit log consumer: appends every `user_registered` event to `audit_events`, once (the event
 //! id is unique, so a re-run of the job adds nothing).
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use sqlx::SqlitePool;
 
-use crate::events::{Consumer, ConsumerError, Deps, Envelope, JobInfo, UserRegistered};
+use crate::{
+    events::{Consumer, ConsumerError, Deps, Envelope, JobInfo, UserRegistered},
+    jobs::batch::BatchWriter,
+};
 
 pub const AUDIT_QUEUE: &str = "audit_log";
 
+/// Rows are written in batches with other jobs' rows (see `jobs::batch`); `handle` returns once
+/// its own row is committed.
 pub struct AuditLog {
-    pool: SqlitePool,
+    rows: BatchWriter<Envelope<UserRegistered>>,
 }
 
 impl AuditLog {
     pub fn new(deps: &Deps) -> Self {
         AuditLog {
-            pool: deps.pool.clone(),
+            rows: BatchWriter::spawn(
+                deps.pool.clone(),
+                Arc::new(|pool, events| Box::pin(record(pool, events))),
+            ),
         }
     }
+}
+
+async fn record(
+    pool: SqlitePool,
+    events: Vec<Envelope<UserRegistered>>,
+) -> Result<(), sqlx::Error> {
+    let mut query = sqlx::QueryBuilder::new(
+        "INSERT INTO audit_events (event_id, event_type, event_version, user_id, occurred_at) ",
+    );
+    query.push_values(events, |mut row, event| {
+        row.push_bind(event.id)
+            .push_bind(event.kind)
+            .push_bind(event.version)
+            .push_bind(event.payload.user_id)
+            .push_bind(event.occurred_at.to_rfc3339());
+    });
+    query.push(" ON CONFLICT (event_id) DO NOTHING");
+    query.build().execute(&pool).await?;
+    Ok(())
 }
 
 impl Consumer for AuditLog {
@@ -31,18 +60,10 @@ impl Consumer for AuditLog {
         _job: &'a JobInfo,
     ) -> BoxFuture<'a, Result<(), ConsumerError>> {
         Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO audit_events (event_id, event_type, event_version, user_id, occurred_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(&event.id)
-            .bind(&event.kind)
-            .bind(event.version)
-            .bind(event.payload.user_id)
-            .bind(event.occurred_at.to_rfc3339())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| ConsumerError::Retry(Box::new(e)))?;
+            self.rows
+                .write(event.clone())
+                .await
+                .map_err(|e| ConsumerError::Retry(Box::new(e)))?;
             tracing::info!("audit event recorded");
             Ok(())
         })

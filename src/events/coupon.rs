@@ -1,6 +1,8 @@
 //! Signup coupon consumer: issues one unique code per new user into `coupons` and mails it.
 //! Idempotent: a re-run finds the user's coupon and sends only if it was not mailed yet.
 
+use std::sync::Arc;
+
 use askama::Template;
 use futures::future::BoxFuture;
 use rand::Rng;
@@ -8,6 +10,7 @@ use sqlx::SqlitePool;
 
 use crate::{
     events::{Consumer, ConsumerError, Deps, Envelope, JobInfo, UserRegistered},
+    jobs::batch::BatchWriter,
     mail::Mailer,
     users::find_user,
 };
@@ -32,6 +35,8 @@ struct CouponHtml<'a> {
 pub struct SignupCoupon {
     pool: SqlitePool,
     mailer: Mailer,
+    /// "Mailed" marks, batched with other jobs' (see `jobs::batch`).
+    mailed: BatchWriter<i64>,
 }
 
 impl SignupCoupon {
@@ -39,30 +44,49 @@ impl SignupCoupon {
         SignupCoupon {
             pool: deps.pool.clone(),
             mailer: deps.mailer.clone(),
+            mailed: BatchWriter::spawn(
+                deps.pool.clone(),
+                Arc::new(|pool, user_ids| Box::pin(mark_mailed(pool, user_ids))),
+            ),
         }
     }
 
-    /// The user's coupon: issued now, or the one issued by an earlier run.
+    /// The user's coupon and whether it was mailed: issued now, or the one an earlier run issued
+    /// (the no-op update makes `RETURNING` give back the existing row).
     async fn issue(&self, user_id: i64) -> Result<(String, bool), sqlx::Error> {
-        for _ in 0..5 {
-            let code = new_code();
-            let inserted = sqlx::query("INSERT INTO coupons (user_id, code) VALUES (?1, ?2) ON CONFLICT (user_id) DO NOTHING")
-                .bind(user_id)
-                .bind(&code)
-                .execute(&self.pool)
-                .await;
-            match inserted {
-                // Another code taken by chance: draw again.
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
-                Err(e) => return Err(e),
-                Ok(_) => break,
+        let mut attempts = 0;
+        loop {
+            let issued = sqlx::query_as(
+                "INSERT INTO coupons (user_id, code) VALUES (?1, ?2)
+                 ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id
+                 RETURNING code, mailed_at IS NOT NULL",
+            )
+            .bind(user_id)
+            .bind(new_code())
+            .fetch_one(&self.pool)
+            .await;
+            match issued {
+                // Another user's code drawn by chance: draw again.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempts < 5 => {
+                    attempts += 1;
+                }
+                other => return other,
             }
         }
-        sqlx::query_as("SELECT code, mailed_at IS NOT NULL FROM coupons WHERE user_id = ?1")
-            .bind(user_id)
-            .fetch_one(&self.pool)
-            .await
     }
+}
+
+async fn mark_mailed(pool: SqlitePool, user_ids: Vec<i64>) -> Result<(), sqlx::Error> {
+    let mut query = sqlx::QueryBuilder::new(
+        "UPDATE coupons SET mailed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE user_id IN (",
+    );
+    let mut ids = query.separated(", ");
+    for id in user_ids {
+        ids.push_bind(id);
+    }
+    query.push(")");
+    query.build().execute(&pool).await?;
+    Ok(())
 }
 
 /// `WELCOME-` and 8 characters without look-alikes (no 0/O, 1/I).
@@ -121,11 +145,7 @@ impl Consumer for SignupCoupon {
                 .compose(&user, SUBJECT, &message_id, text, html)
                 .map_err(retry)?;
             self.mailer.send(message).await.map_err(retry)?;
-            sqlx::query("UPDATE coupons SET mailed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE user_id = ?1")
-                .bind(user_id)
-                .execute(&self.pool)
-                .await
-                .map_err(retry)?;
+            self.mailed.write(user_id).await.map_err(retry)?;
             tracing::info!("signup coupon issued and mailed");
             Ok(())
         })

@@ -2,6 +2,7 @@
 //! pool settings, worker names), operator queries and job status for the API.
 
 pub mod admin;
+pub mod batch;
 pub mod status;
 pub mod welcome_email;
 

@@ -1,14 +1,17 @@
 //! The welcome email: the first consumer of `user_registered`, plus the worker plumbing the
 //! consumers share (retry schedule, pool settings, worker names).
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
 use crate::{
     events::{Consumer, ConsumerError, Deps, Envelope, JobInfo, UserRegistered},
+    jobs::batch::BatchWriter,
     mail::Mailer,
-    users::{User, find_user},
+    users::User,
 };
 
 /// Queue name in the job table. Named explicitly: the default is the Rust type's path, and
@@ -27,6 +30,15 @@ pub struct SendWelcomeEmail {
 pub struct WelcomeEmail {
     pool: SqlitePool,
     mailer: Mailer,
+    deliveries: BatchWriter<Delivery>,
+}
+
+/// A `welcome_deliveries` row written by the worker.
+#[derive(Clone)]
+struct Delivery {
+    user_id: i64,
+    message_id: String,
+    job_id: String,
 }
 
 impl WelcomeEmail {
@@ -34,27 +46,59 @@ impl WelcomeEmail {
         WelcomeEmail {
             pool: deps.pool.clone(),
             mailer: deps.mailer.clone(),
+            deliveries: BatchWriter::spawn(
+                deps.pool.clone(),
+                Arc::new(|pool, rows| Box::pin(record_deliveries(pool, rows))),
+            ),
         }
     }
 
     async fn deliver(&self, user_id: i64, job_id: &str) -> Result<bool, ConsumerError> {
-        if is_delivered(&self.pool, user_id).await.map_err(retry)? {
+        // The user and whether the mail already went out, in one query.
+        let row: Option<(i64, String, Option<String>, bool)> = sqlx::query_as(
+            "SELECT u.id, u.email, u.name, d.user_id IS NOT NULL
+             FROM users u LEFT JOIN welcome_deliveries d ON d.user_id = u.id WHERE u.id = ?1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(retry)?;
+        let Some((id, email, name, delivered)) = row else {
+            return Err(ConsumerError::Abort(
+                format!("user {user_id} does not exist (deleted after registering?)").into(),
+            ));
+        };
+        if delivered {
             return Ok(false);
         }
-        let user: User = find_user(&self.pool, user_id)
-            .await
-            .map_err(retry)?
-            .ok_or_else(|| {
-                ConsumerError::Abort(
-                    format!("user {user_id} does not exist (deleted after registering?)").into(),
-                )
-            })?;
+        let user = User { id, email, name };
         let message_id = self.mailer.send_welcome(&user).await.map_err(retry)?;
-        record_delivery(&self.pool, user_id, &message_id, "async", Some(job_id))
+        self.deliveries
+            .write(Delivery {
+                user_id,
+                message_id,
+                job_id: job_id.to_owned(),
+            })
             .await
             .map_err(retry)?;
         Ok(true)
     }
+}
+
+/// The workers' delivery records, many rows in one statement (see `jobs::batch`).
+async fn record_deliveries(pool: SqlitePool, rows: Vec<Delivery>) -> Result<(), sqlx::Error> {
+    let mut query = sqlx::QueryBuilder::new(
+        "INSERT INTO welcome_deliveries (user_id, message_id, mode, job_id) ",
+    );
+    query.push_values(rows, |mut row, d| {
+        row.push_bind(d.user_id)
+            .push_bind(d.message_id)
+            .push_bind("async")
+            .push_bind(d.job_id);
+    });
+    query.push(" ON CONFLICT (user_id) DO NOTHING");
+    query.build().execute(&pool).await?;
+    Ok(())
 }
 
 fn retry(e: impl std::error::Error + Send + Sync + 'static) -> ConsumerError {
@@ -82,15 +126,7 @@ impl Consumer for WelcomeEmail {
     }
 }
 
-pub async fn is_delivered(pool: &SqlitePool, user_id: i64) -> Result<bool, sqlx::Error> {
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT user_id FROM welcome_deliveries WHERE user_id = ?1")
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.is_some())
-}
-
+/// The synchronous endpoint's delivery record (the workers batch theirs).
 #[tracing::instrument(skip(pool))]
 pub async fn record_delivery(
     pool: &SqlitePool,
