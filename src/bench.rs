@@ -44,7 +44,12 @@ pub struct BenchArgs {
     /// SMTP sink latencies (ms per message) for the latency scenario [default: 0,1000; quick: 0,200].
     #[arg(long, value_delimiter = ',')]
     pub smtp_latency_ms: Option<Vec<u64>>,
-    /// SMTP sink latency during the burst (peak shaving).
+    /// Open-loop rate (requests per second) of the paced async latency run, to show latency when
+    /// the server is not saturated (the concurrency run is bound by throughput).
+    #[arg(long, default_value_t = 200)]
+    pub rate: u32,
+    /// SMTP sink latency during the burst (peak shaving), also used for the pipeline and raw
+    /// lettre runs against a mail server that takes its time.
     #[arg(long, default_value_t = 20)]
     pub burst_latency_ms: u64,
     /// Most concurrent SMTP sessions the sink accepts (refusing more with 421) [default: WORKERS].
@@ -94,6 +99,7 @@ struct Plan {
     finished: usize,
     transactions: usize,
     raw_mails: usize,
+    slow_pipeline: usize,
     pickups: usize,
 }
 
@@ -111,6 +117,7 @@ impl BenchArgs {
             finished: self.finished.unwrap_or(if quick { 5000 } else { 50_000 }),
             transactions: if quick { 300 } else { 3000 },
             raw_mails: if quick { 200 } else { 2000 },
+            slow_pipeline: if quick { 20 } else { 200 },
             pickups: if quick { 20 } else { 100 },
         }
     }
@@ -232,14 +239,55 @@ async fn load(
     (h, errors, started.elapsed())
 }
 
+/// `n` registrations at a steady `rate` per second whatever the answers (open loop), so the
+/// latency is the server's, not the queueing of a saturated closed loop.
+async fn paced_load(
+    client: &reqwest::Client,
+    url: &str,
+    prefix: &str,
+    n: usize,
+    rate: u32,
+    progress: &ProgressBar,
+) -> (Histogram<u64>, usize, Duration) {
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut requests = Vec::with_capacity(n);
+    for i in 0..n {
+        ticks.tick().await;
+        let body = json!({"email": format!("{prefix}-{i}@bench.local"), "password": "correct horse battery"});
+        let request = client.post(url).json(&body).send();
+        let progress = progress.clone();
+        requests.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let ok = matches!(request.await, Ok(r) if r.status().as_u16() == 201);
+            progress.inc(1);
+            (t.elapsed(), ok)
+        }));
+    }
+    let mut h = histogram();
+    let mut errors = 0;
+    for request in requests {
+        match request.await {
+            Ok((latency, ok)) => {
+                let _ = h.record(latency.as_micros().max(1) as u64);
+                errors += usize::from(!ok);
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    (h, errors, started.elapsed())
+}
+
 async fn latency_scenario(
     args: &BenchArgs,
     plan: &Plan,
     workers: u16,
     hash_cost: HashCost,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<(Value, Value)> {
     let client = reqwest::Client::new();
     let mut rows = Vec::new();
+    let mut paced = Vec::new();
     for &latency in &plan.latencies {
         let sink = SmtpSink::start(SinkConfig {
             latency: Duration::from_millis(latency),
@@ -268,10 +316,30 @@ async fn latency_scenario(
             row["errors"] = json!(errors);
             rows.push(row);
         }
+        let progress = bar(
+            plan.requests,
+            &format!("latency: async at {}/s, SMTP +{latency} ms", args.rate),
+        );
+        let (h, errors, elapsed) = paced_load(
+            &client,
+            &format!("{}/register/async", app.base),
+            &format!("paced{latency}"),
+            plan.requests,
+            args.rate,
+            &progress,
+        )
+        .await;
+        progress.finish_and_clear();
+        let mut row = summary(&h, elapsed);
+        row["mode"] = json!("async");
+        row["paced_per_s"] = json!(args.rate);
+        row["smtp_latency_ms"] = json!(latency);
+        row["errors"] = json!(errors);
+        paced.push(row);
         app.stop().await;
         sink.stop();
     }
-    Ok(json!(rows))
+    Ok((json!(rows), json!(paced)))
 }
 
 /// User + jobs transactions with no HTTP and no hashing: the queue's own cost, and the limit.
@@ -561,11 +629,16 @@ fn draw_burst(
 /// job done, is what the queue adds on top of sending (compare with raw lettre). The end-to-end
 /// figure of the burst at SMTP +0 ms cannot reach it: it is bounded by the registration rate.
 async fn backlog_pipeline_scenario(
-    plan: &Plan,
+    n: usize,
+    latency_ms: u64,
     workers: u16,
     hash_cost: HashCost,
 ) -> anyhow::Result<Value> {
-    let sink = SmtpSink::start(SinkConfig::default()).await?;
+    let sink = SmtpSink::start(SinkConfig {
+        latency: Duration::from_millis(latency_ms),
+        max_sessions: None,
+    })
+    .await?;
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("pipeline.db").display());
     let pool = crate::db::connect_and_migrate(&url).await?;
@@ -578,7 +651,6 @@ async fn backlog_pipeline_scenario(
             1,
         )?,
     });
-    let n = plan.burst;
     let fill = bar(n, "pipeline: registrations queued");
     for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
         let mut tx = pool.begin().await?;
@@ -607,8 +679,13 @@ async fn backlog_pipeline_scenario(
     let started = Instant::now();
     let cpu_before = process_cpu();
     let handle = tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let progress = bar(jobs as usize, "pipeline: jobs done (mail, coupon, audit)");
-    let deadline = Instant::now() + Duration::from_secs(if n > 1000 { 300 } else { 60 });
+    let progress = bar(
+        jobs as usize,
+        &format!("pipeline, SMTP +{latency_ms} ms: jobs done"),
+    );
+    let deadline = Instant::now()
+        + Duration::from_secs(if n > 1000 { 300 } else { 60 })
+        + Duration::from_millis(latency_ms) * (2 * n as u32) / u32::from(workers.max(1));
     let mut left = jobs;
     while left > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -634,6 +711,7 @@ async fn backlog_pipeline_scenario(
     sink.stop();
     Ok(json!({
         "registrations": n,
+        "smtp_latency_ms": latency_ms,
         "jobs": jobs,
         "left_undone": left,
         "seconds": elapsed.as_secs_f64(),
@@ -742,18 +820,25 @@ async fn drain_scenario(plan: &Plan, workers: u16) -> anyhow::Result<Value> {
 }
 
 /// Raw lettre send rate to the same kind of sink, no queue.
-async fn raw_smtp_scenario(plan: &Plan, workers: u16) -> anyhow::Result<Value> {
-    let sink = SmtpSink::start(SinkConfig::default()).await?;
+async fn raw_smtp_scenario(n: usize, latency_ms: u64, workers: u16) -> anyhow::Result<Value> {
+    let sink = SmtpSink::start(SinkConfig {
+        latency: Duration::from_millis(latency_ms),
+        max_sessions: None,
+    })
+    .await?;
     let mailer = Mailer::new(
         &sink.smtp_url(),
         "Bench <bench@bench.local>",
         Duration::from_secs(30),
         u32::from(workers),
     )?;
-    let progress = bar(plan.raw_mails, "limit: raw lettre sends");
+    let progress = bar(
+        n,
+        &format!("limit: raw lettre sends, SMTP +{latency_ms} ms"),
+    );
     let started = Instant::now();
     let cpu_before = process_cpu();
-    let sent: Vec<bool> = futures::stream::iter(0..plan.raw_mails)
+    let sent: Vec<bool> = futures::stream::iter(0..n)
         .map(|i| {
             let mailer = mailer.clone();
             async move {
@@ -779,6 +864,7 @@ async fn raw_smtp_scenario(plan: &Plan, workers: u16) -> anyhow::Result<Value> {
         "errors": sent.len() - ok,
         "mails_per_s": ok as f64 / elapsed.as_secs_f64().max(1e-9),
         "cpu_us_per_mail": cpu.as_secs_f64() * 1e6 / (ok.max(1) as f64),
+        "smtp_latency_ms": latency_ms,
         "concurrency": workers,
     }))
 }
@@ -963,10 +1049,10 @@ pub async fn run(args: BenchArgs, workers: u16, hash_cost: HashCost) -> anyhow::
     let started = Instant::now();
     let hash_ms = hash_time(hash_cost).await?;
     let want = |s: Scenario| args.only.is_empty() || args.only.contains(&s);
-    let latency = if want(Scenario::Latency) {
+    let (latency, paced) = if want(Scenario::Latency) {
         latency_scenario(&args, &plan, workers, hash_cost).await?
     } else {
-        Value::Null
+        (Value::Null, Value::Null)
     };
     let transactions = if want(Scenario::Transactions) {
         transaction_scenario(&plan).await?
@@ -992,26 +1078,34 @@ pub async fn run(args: BenchArgs, workers: u16, hash_cost: HashCost) -> anyhow::
     } else {
         Value::Null
     };
-    let (pipeline, backlog_pipeline) = if want(Scenario::Pipeline) {
+    let (pipeline, backlog_pipeline, slow_pipeline) = if want(Scenario::Pipeline) {
         (
             burst_scenario(&args, &plan, workers, hash_cost, 0, None).await?,
-            backlog_pipeline_scenario(&plan, workers, hash_cost).await?,
+            backlog_pipeline_scenario(plan.burst, 0, workers, hash_cost).await?,
+            backlog_pipeline_scenario(
+                plan.slow_pipeline,
+                args.burst_latency_ms,
+                workers,
+                hash_cost,
+            )
+            .await?,
         )
     } else {
-        (Value::Null, Value::Null)
+        (Value::Null, Value::Null, Value::Null)
     };
     let drain = if want(Scenario::Drain) {
         drain_scenario(&plan, workers).await?
     } else {
         Value::Null
     };
-    let (raw_smtp, raw_http) = if want(Scenario::Limits) {
+    let (raw_smtp, raw_smtp_slow, raw_http) = if want(Scenario::Limits) {
         (
-            raw_smtp_scenario(&plan, workers).await?,
+            raw_smtp_scenario(plan.raw_mails, 0, workers).await?,
+            raw_smtp_scenario(plan.slow_pipeline * 2, args.burst_latency_ms, workers).await?,
             raw_http_scenario(&args, &plan).await?,
         )
     } else {
-        (Value::Null, Value::Null)
+        (Value::Null, Value::Null, Value::Null)
     };
 
     let drew_plot = !burst.is_null();
@@ -1027,6 +1121,7 @@ pub async fn run(args: BenchArgs, workers: u16, hash_cost: HashCost) -> anyhow::
     let ratios = json!({
         "pipeline_mails_per_s_vs_raw_lettre": ratio(f(&backlog_pipeline["mails_per_s"]), f(&raw_smtp["mails_per_s"])),
         "end_to_end_mails_per_s_vs_raw_lettre": ratio(f(&pipeline["mails_per_s"]), f(&raw_smtp["mails_per_s"])),
+        "slow_smtp_pipeline_vs_raw_lettre": ratio(f(&slow_pipeline["mails_per_s"]), f(&raw_smtp_slow["mails_per_s"])),
         "async_register_per_s_vs_raw_sqlite_tx": ratio(async_rate, f(&transactions["user_and_jobs"]["throughput_per_s"])),
         "async_register_per_s_vs_trivial_axum_route": ratio(async_rate, f(&raw_http["throughput_per_s"])),
     });
@@ -1035,15 +1130,18 @@ pub async fn run(args: BenchArgs, workers: u16, hash_cost: HashCost) -> anyhow::
         "hash_cost": cost_name,
         "hash_p50_ms": hash_ms,
         "workers": workers,
+        "concurrency": args.concurrency,
         "quick": args.quick,
         "latency": latency,
+        "paced": paced,
         "transactions": transactions,
         "pickup": pickup,
         "burst": burst,
         "pipeline": pipeline,
         "backlog_pipeline": backlog_pipeline,
+        "slow_smtp_pipeline": slow_pipeline,
         "drain": drain,
-        "limits": {"raw_lettre": raw_smtp, "trivial_axum_route": raw_http, "raw_sqlite_user_and_jobs_tx": transactions["user_and_jobs"].clone()},
+        "limits": {"raw_lettre": raw_smtp, "raw_lettre_slow_smtp": raw_smtp_slow, "trivial_axum_route": raw_http, "raw_sqlite_user_and_jobs_tx": transactions["user_and_jobs"].clone()},
         "ratios": ratios,
         "seconds": started.elapsed().as_secs_f64(),
     });
@@ -1084,15 +1182,21 @@ fn print_table(r: &Value) {
         f(&r["hash_p50_ms"])
     );
     println!(
-        "\n{:<34} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "\n{:<40} {:>9} {:>9} {:>9} {:>9} {:>10}",
         "latency (client side)", "p50 ms", "p90 ms", "p99 ms", "max ms", "req/s"
     );
     let present = |key: &str| !r[key].is_null();
-    for row in r["latency"].as_array().into_iter().flatten() {
+    let rows = r["latency"].as_array().into_iter().flatten();
+    let paced = r["paced"].as_array().into_iter().flatten();
+    for row in rows.chain(paced) {
+        let how = match row["paced_per_s"].as_u64() {
+            Some(rate) => format!(" at {rate}/s"),
+            None => String::new(),
+        };
         println!(
-            "{:<34} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.1}",
+            "{:<40} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.1}",
             format!(
-                "{} register, SMTP +{} ms",
+                "{} register{how}, SMTP +{} ms",
                 row["mode"].as_str().unwrap_or_default(),
                 row["smtp_latency_ms"]
             ),
@@ -1115,6 +1219,17 @@ fn print_table(r: &Value) {
             f(&t["user_and_jobs"]["throughput_per_s"]),
             f(&t["user_only"]["throughput_per_s"])
         );
+        if let Some(clients) = r["latency"][0]["count"]
+            .as_u64()
+            .and(r["concurrency"].as_u64())
+        {
+            // Little's law: clients that each wait for their answer cannot be answered faster on
+            // average than `clients / rate`, whatever the rate of the one SQLite writer allows.
+            println!(
+                "  so at concurrency {clients} the mean latency cannot fall below {:.2} ms (Little's law: {clients} / that rate)",
+                1000.0 * clients as f64 / f(&t["user_and_jobs"]["throughput_per_s"]).max(1e-9)
+            );
+        }
     }
     if present("pickup") {
         println!(
@@ -1148,6 +1263,12 @@ fn print_table(r: &Value) {
             r["backlog_pipeline"]["registrations"],
             f(&r["pipeline"]["mails_per_s"])
         );
+        println!(
+            "pipeline (SMTP +{} ms): {:.0} mails/s from a backlog of {} registrations",
+            r["slow_smtp_pipeline"]["smtp_latency_ms"],
+            f(&r["slow_smtp_pipeline"]["mails_per_s"]),
+            r["slow_smtp_pipeline"]["registrations"]
+        );
     }
     if present("drain") {
         println!(
@@ -1164,6 +1285,11 @@ fn print_table(r: &Value) {
             f(&r["limits"]["raw_lettre"]["cpu_us_per_mail"]),
             f(&r["limits"]["trivial_axum_route"]["throughput_per_s"])
         );
+        println!(
+            "limits: raw lettre at SMTP +{} ms: {:.0} mails/s",
+            r["limits"]["raw_lettre_slow_smtp"]["smtp_latency_ms"],
+            f(&r["limits"]["raw_lettre_slow_smtp"]["mails_per_s"])
+        );
     }
     let q = &r["ratios"];
     if !["latency", "transactions", "pipeline"]
@@ -1175,9 +1301,11 @@ fn print_table(r: &Value) {
         return;
     }
     println!(
-        "ratios: pipeline/raw lettre {:.0} % (end to end {:.0} %), async register/raw SQLite tx {:.0} %, async register/trivial route {:.0} %",
+        "ratios: pipeline/raw lettre {:.0} % (end to end {:.0} %; at SMTP +{} ms {:.0} %), async register/raw SQLite tx {:.0} %, async register/trivial route {:.0} %",
         100.0 * f(&q["pipeline_mails_per_s_vs_raw_lettre"]),
         100.0 * f(&q["end_to_end_mails_per_s_vs_raw_lettre"]),
+        r["slow_smtp_pipeline"]["smtp_latency_ms"],
+        100.0 * f(&q["slow_smtp_pipeline_vs_raw_lettre"]),
         100.0 * f(&q["async_register_per_s_vs_raw_sqlite_tx"]),
         100.0 * f(&q["async_register_per_s_vs_trivial_axum_route"])
     );

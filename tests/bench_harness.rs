@@ -38,6 +38,9 @@ fn the_smallest_bench_run_writes_every_scenario() {
         "pickup",
         "burst",
         "pipeline",
+        "backlog_pipeline",
+        "slow_smtp_pipeline",
+        "paced",
         "drain",
         "limits",
         "ratios",
@@ -51,6 +54,10 @@ fn the_smallest_bench_run_writes_every_scenario() {
     );
     assert_eq!(results["burst"]["lost"], 0);
     assert_eq!(results["burst"]["duplicates"], 0);
+    for pipeline in ["backlog_pipeline", "slow_smtp_pipeline"] {
+        assert_eq!(results[pipeline]["left_undone"], 0, "{pipeline}");
+        assert_eq!(results[pipeline]["duplicates"], 0, "{pipeline}");
+    }
     assert!(
         results["hash_cost"]
             .as_str()
@@ -60,4 +67,40 @@ fn the_smallest_bench_run_writes_every_scenario() {
     );
     let svg = std::fs::read_to_string(out.path().join("peak-shaving.svg")).expect("plot written");
     assert!(svg.contains("<svg") && svg.contains("queue depth"));
+}
+
+#[test]
+fn only_runs_the_chosen_scenarios() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"))
+        .args([
+            "bench",
+            "--quick",
+            "--only",
+            "drain",
+            "--backlog",
+            "20",
+            "--finished",
+            "20",
+            "--out",
+        ])
+        .arg(out.path())
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("bench runs");
+    assert!(status.success());
+    let text =
+        std::fs::read_to_string(out.path().join("bench-results.json")).expect("results written");
+    let results: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(results["drain"]["left_undone"], 0);
+    for skipped in ["latency", "transactions", "burst", "pipeline"] {
+        assert!(results[skipped].is_null(), "{skipped} ran");
+    }
+    assert!(
+        !out.path().join("peak-shaving.svg").exists(),
+        "no burst, no plot"
+    );
 }
