@@ -55,7 +55,7 @@ pub struct BenchArgs {
     /// Most concurrent SMTP sessions the sink accepts (refusing more with 421) [default: WORKERS].
     #[arg(long)]
     pub smtp_max_sessions: Option<usize>,
-    /// Registrations in the burst [default: 5000; quick: 300].
+    /// Registrations in the burst, and in the pipeline runs at SMTP +0 ms [default: 5000; quick: 300].
     #[arg(long)]
     pub burst: Option<usize>,
     /// Jobs waiting in the drain-rate scenario [default: 10000; quick: 1000].
