@@ -22,7 +22,7 @@ pub struct AuditLog {
 impl AuditLog {
     pub fn new(deps: &Deps) -> Self {
         AuditLog {
-            rows: BatchWriter::spawn(
+            rows: BatchWriter::new(
                 deps.pool.clone(),
                 Arc::new(|pool, events| Box::pin(record(pool, events))),
             ),

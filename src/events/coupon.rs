@@ -44,7 +44,7 @@ impl SignupCoupon {
         SignupCoupon {
             pool: deps.pool.clone(),
             mailer: deps.mailer.clone(),
-            mailed: BatchWriter::spawn(
+            mailed: BatchWriter::new(
                 deps.pool.clone(),
                 Arc::new(|pool, user_ids| Box::pin(mark_mailed(pool, user_ids))),
             ),

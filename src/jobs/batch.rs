@@ -34,48 +34,30 @@ pub enum BatchError {
 }
 
 pub struct BatchWriter<T> {
-    sender: mpsc::Sender<(T, Reply)>,
+    pool: SqlitePool,
+    flush: Flush<T>,
+    /// The writer task, started by the first `write` (so a consumer can be built outside a
+    /// Tokio runtime, and a process that never writes runs no task).
+    sender: std::sync::OnceLock<mpsc::Sender<(T, Reply)>>,
 }
 
 impl<T: Clone + Send + 'static> BatchWriter<T> {
-    /// Starts the writer task (it ends when the last `BatchWriter` handle is dropped).
-    /// Must be called within a Tokio runtime.
-    pub fn spawn(pool: SqlitePool, flush: Flush<T>) -> Self {
-        let (sender, mut receiver) = mpsc::channel::<(T, Reply)>(4 * MAX_BATCH);
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let (rows, replies): (Vec<T>, Vec<Reply>) = batch.drain(..).unzip();
-                match flush(pool.clone(), rows.clone()).await {
-                    Ok(()) => {
-                        for reply in replies {
-                            let _ = reply.send(Ok(()));
-                        }
-                    }
-                    Err(e) if rows.len() == 1 => {
-                        if let Some(reply) = replies.into_iter().next() {
-                            let _ = reply.send(Err(Arc::new(e)));
-                        }
-                    }
-                    Err(e) => {
-                        // One bad row must not fail the others: write them one by one, so each
-                        // job gets its own row's outcome.
-                        tracing::debug!(error = %e, rows = rows.len(), "batched write failed; writing its rows one by one");
-                        for (row, reply) in rows.into_iter().zip(replies) {
-                            let result = flush(pool.clone(), vec![row]).await.map_err(Arc::new);
-                            let _ = reply.send(result);
-                        }
-                    }
-                }
-            }
-        });
-        BatchWriter { sender }
+    /// A writer whose task ends when this handle is dropped.
+    pub fn new(pool: SqlitePool, flush: Flush<T>) -> Self {
+        BatchWriter {
+            pool,
+            flush,
+            sender: std::sync::OnceLock::new(),
+        }
     }
 
     /// Queues one row and waits until it is committed.
     pub async fn write(&self, row: T) -> Result<(), BatchError> {
+        let sender = self
+            .sender
+            .get_or_init(|| spawn(self.pool.clone(), Arc::clone(&self.flush)));
         let (reply, committed) = oneshot::channel();
-        self.sender
+        sender
             .send((row, reply))
             .await
             .map_err(|_| BatchError::Stopped)?;
@@ -84,6 +66,38 @@ impl<T: Clone + Send + 'static> BatchWriter<T> {
             .map_err(|_| BatchError::Stopped)?
             .map_err(BatchError::Database)
     }
+}
+
+fn spawn<T: Clone + Send + 'static>(pool: SqlitePool, flush: Flush<T>) -> mpsc::Sender<(T, Reply)> {
+    let (sender, mut receiver) = mpsc::channel::<(T, Reply)>(4 * MAX_BATCH);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let (rows, replies): (Vec<T>, Vec<Reply>) = batch.drain(..).unzip();
+            match flush(pool.clone(), rows.clone()).await {
+                Ok(()) => {
+                    for reply in replies {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+                Err(e) if rows.len() == 1 => {
+                    if let Some(reply) = replies.into_iter().next() {
+                        let _ = reply.send(Err(Arc::new(e)));
+                    }
+                }
+                Err(e) => {
+                    // One bad row must not fail the others: write them one by one, so each job
+                    // gets its own row's outcome.
+                    tracing::debug!(error = %e, rows = rows.len(), "batched write failed; writing its rows one by one");
+                    for (row, reply) in rows.into_iter().zip(replies) {
+                        let result = flush(pool.clone(), vec![row]).await.map_err(Arc::new);
+                        let _ = reply.send(result);
+                    }
+                }
+            }
+        }
+    });
+    sender
 }
 
 #[cfg(test)]
@@ -118,7 +132,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_rows_are_all_committed_before_write_returns() {
         let (_dir, pool) = pool().await;
-        let writer = Arc::new(BatchWriter::spawn(pool.clone(), insert()));
+        let writer = Arc::new(BatchWriter::new(pool.clone(), insert()));
         let writes = (0..500).map(|n| {
             let writer = Arc::clone(&writer);
             async move { writer.write(n).await }
@@ -136,7 +150,7 @@ mod tests {
     #[tokio::test]
     async fn a_bad_row_fails_alone() {
         let (_dir, pool) = pool().await;
-        let writer = Arc::new(BatchWriter::spawn(pool.clone(), insert()));
+        let writer = Arc::new(BatchWriter::new(pool.clone(), insert()));
         // -1 breaks the CHECK constraint; whichever batch it lands in, only its own write fails.
         let writes = (-1..100).map(|n| {
             let writer = Arc::clone(&writer);

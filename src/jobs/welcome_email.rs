@@ -46,7 +46,7 @@ impl WelcomeEmail {
         WelcomeEmail {
             pool: deps.pool.clone(),
             mailer: deps.mailer.clone(),
-            deliveries: BatchWriter::spawn(
+            deliveries: BatchWriter::new(
                 deps.pool.clone(),
                 Arc::new(|pool, rows| Box::pin(record_deliveries(pool, rows))),
             ),
