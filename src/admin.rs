@@ -69,7 +69,10 @@ pub fn router(pool: SqlitePool, token: Option<String>, queues: &[&'static str]) 
             SqliteStorage::<QueuedMessage>::new(&pool).with_config(Config::default().queue(*queue));
         board = board.register(queue, storage);
     }
-    let board_api = board.build();
+    // The board's live event stream (`/api/v1/events`) reads the process's log lines.
+    let board_api = board
+        .build()
+        .layer(axum::Extension(crate::telemetry::board_events()));
     let state = AdminState {
         pool,
         token: token.filter(|t| !t.is_empty()),

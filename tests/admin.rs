@@ -11,7 +11,13 @@ use support::*;
 async fn every_admin_route_needs_the_token_and_the_board_stays_off_the_public_listener() {
     let app = spawn_with_admin(Some(TOKEN)).await;
 
-    for path in ["/", "/metrics", "/api/v1/queues", "/ops/jobs/x/retry"] {
+    for path in [
+        "/",
+        "/metrics",
+        "/api/v1/queues",
+        "/api/v1/events",
+        "/ops/jobs/x/retry",
+    ] {
         let response = app
             .client
             .get(admin_url(&app, path))
@@ -59,6 +65,26 @@ async fn every_admin_route_needs_the_token_and_the_board_stays_off_the_public_li
         .expect("queues");
     assert_eq!(queues.status(), 200);
     assert!(queues.text().await.expect("json").contains("welcome_email"));
+
+    // The board's live stream (its "System Status") is served: an event stream that stays open.
+    let events = app
+        .client
+        .get(admin_url(&app, "/api/v1/events"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(events.status(), 200);
+    assert!(
+        events
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream")),
+        "{:?}",
+        events.headers()
+    );
+    drop(events);
 
     let (status, _) = app.get_json("/api/v1/queues").await;
     assert_eq!(

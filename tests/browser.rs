@@ -2,7 +2,9 @@
 //! both timings, watch the async job reach `done`, and find the mail in the SMTP server.
 //! Needs `CHROME` (the browser) and chromedriver (`CHROMEDRIVER`, default /usr/bin/chromedriver);
 //! skipped with one line when `CHROME` is unset. Saves a screenshot to
-//! target/browser-test/page.png (docs/screenshot.png is a copy).
+//! target/browser-test/page.png (docs/screenshot.png is a copy). Then opens the job dashboard on
+//! the admin listener, waits for its live status and the queues, and saves
+//! target/browser-test/dashboard.png (docs/dashboard.png is a copy).
 
 mod support;
 
@@ -85,7 +87,7 @@ async fn both_forms_in_a_real_browser() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let chromedriver =
         std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    let app = spawn_app().await;
+    let app = spawn_with_admin(None).await;
     let inbox = app.inbox.clone().expect("inbox");
     let port = unused_port();
     let mut driver = tokio::process::Command::new(&chromedriver)
@@ -191,6 +193,18 @@ async fn both_forms_in_a_real_browser() {
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-test");
     std::fs::create_dir_all(&out).expect("screenshot folder");
     std::fs::write(out.join("page.png"), png).expect("screenshot written");
+
+    // The dashboard: its "System Status" comes from its live event stream (/api/v1/events).
+    client
+        .goto(&admin_url(&app, "/"))
+        .await
+        .expect("open the dashboard");
+    wait_text(&client, "body", "dashboard status and queues", |t| {
+        t.contains("Healthy") && !t.contains("Unhealthy") && t.contains("welcome_email")
+    })
+    .await;
+    let png = client.screenshot().await.expect("dashboard screenshot");
+    std::fs::write(out.join("dashboard.png"), png).expect("dashboard screenshot written");
 
     client.close().await.expect("close the browser");
     let _ = driver.kill().await;
