@@ -203,6 +203,34 @@ impl RunningApp {
     }
 }
 
+/// One registration of `email` against `url`: how long the answer took, and whether it was 201.
+fn register_timed(
+    client: &reqwest::Client,
+    url: &str,
+    email: String,
+) -> impl std::future::Future<Output = (Duration, bool)> + Send + 'static {
+    let request = client
+        .post(url)
+        .json(&json!({"email": email, "password": "correct horse battery"}))
+        .send();
+    async move {
+        let t = Instant::now();
+        let ok = matches!(request.await, Ok(r) if r.status().as_u16() == 201);
+        (t.elapsed(), ok)
+    }
+}
+
+/// Client-side latencies into a histogram, and the number of answers that were not 201.
+fn tally(results: impl IntoIterator<Item = (Duration, bool)>) -> (Histogram<u64>, usize) {
+    let mut h = histogram();
+    let mut errors = 0;
+    for (latency, ok) in results {
+        let _ = h.record(latency.as_micros().max(1) as u64);
+        errors += usize::from(!ok);
+    }
+    (h, errors)
+}
+
 /// `n` registrations against `url`, `concurrency` at a time; returns latencies, non-201 count,
 /// and the wall time.
 async fn load(
@@ -215,27 +243,12 @@ async fn load(
 ) -> (Histogram<u64>, usize, Duration) {
     let started = Instant::now();
     let results: Vec<(Duration, bool)> = futures::stream::iter(0..n)
-        .map(|i| {
-            let body = json!({"email": format!("{prefix}-{i}@bench.local"), "password": "correct horse battery"});
-            let request = client.post(url).json(&body).send();
-            async move {
-                let t = Instant::now();
-                let ok = matches!(request.await, Ok(r) if r.status().as_u16() == 201);
-                (t.elapsed(), ok)
-            }
-        })
+        .map(|i| register_timed(client, url, format!("{prefix}-{i}@bench.local")))
         .buffer_unordered(concurrency)
         .inspect(|_| progress.inc(1))
         .collect()
         .await;
-    let mut h = histogram();
-    let mut errors = 0;
-    for (latency, ok) in results {
-        let _ = h.record(latency.as_micros().max(1) as u64);
-        if !ok {
-            errors += 1;
-        }
-    }
+    let (h, errors) = tally(results);
     (h, errors, started.elapsed())
 }
 
@@ -255,28 +268,39 @@ async fn paced_load(
     let mut requests = Vec::with_capacity(n);
     for i in 0..n {
         ticks.tick().await;
-        let body = json!({"email": format!("{prefix}-{i}@bench.local"), "password": "correct horse battery"});
-        let request = client.post(url).json(&body).send();
+        let request = register_timed(client, url, format!("{prefix}-{i}@bench.local"));
         let progress = progress.clone();
         requests.push(tokio::spawn(async move {
-            let t = Instant::now();
-            let ok = matches!(request.await, Ok(r) if r.status().as_u16() == 201);
+            let result = request.await;
             progress.inc(1);
-            (t.elapsed(), ok)
+            result
         }));
     }
-    let mut h = histogram();
-    let mut errors = 0;
+    let mut results = Vec::with_capacity(n);
+    let mut unfinished = 0;
     for request in requests {
+        // A task that could not finish counts as an error, with no latency to record.
         match request.await {
-            Ok((latency, ok)) => {
-                let _ = h.record(latency.as_micros().max(1) as u64);
-                errors += usize::from(!ok);
-            }
-            Err(_) => errors += 1,
+            Ok(result) => results.push(result),
+            Err(_) => unfinished += 1,
         }
     }
-    (h, errors, started.elapsed())
+    let (h, errors) = tally(results);
+    (h, errors + unfinished, started.elapsed())
+}
+
+fn latency_row(
+    h: &Histogram<u64>,
+    elapsed: Duration,
+    mode: &str,
+    smtp_latency_ms: u64,
+    errors: usize,
+) -> Value {
+    let mut row = summary(h, elapsed);
+    row["mode"] = json!(mode);
+    row["smtp_latency_ms"] = json!(smtp_latency_ms);
+    row["errors"] = json!(errors);
+    row
 }
 
 async fn latency_scenario(
@@ -289,11 +313,7 @@ async fn latency_scenario(
     let mut rows = Vec::new();
     let mut paced = Vec::new();
     for &latency in &plan.latencies {
-        let sink = SmtpSink::start(SinkConfig {
-            latency: Duration::from_millis(latency),
-            max_sessions: None,
-        })
-        .await?;
+        let sink = SmtpSink::start(SinkConfig::with_latency_ms(latency)).await?;
         let app = start_app(sink.smtp_url(), workers, hash_cost, Vec::new()).await?;
         for mode in ["async", "sync"] {
             let progress = bar(
@@ -310,11 +330,7 @@ async fn latency_scenario(
             )
             .await;
             progress.finish_and_clear();
-            let mut row = summary(&h, elapsed);
-            row["mode"] = json!(mode);
-            row["smtp_latency_ms"] = json!(latency);
-            row["errors"] = json!(errors);
-            rows.push(row);
+            rows.push(latency_row(&h, elapsed, mode, latency, errors));
         }
         let progress = bar(
             plan.requests,
@@ -330,11 +346,8 @@ async fn latency_scenario(
         )
         .await;
         progress.finish_and_clear();
-        let mut row = summary(&h, elapsed);
-        row["mode"] = json!("async");
+        let mut row = latency_row(&h, elapsed, "async", latency, errors);
         row["paced_per_s"] = json!(args.rate);
-        row["smtp_latency_ms"] = json!(latency);
-        row["errors"] = json!(errors);
         paced.push(row);
         app.stop().await;
         sink.stop();
@@ -476,15 +489,15 @@ async fn burst_scenario(
     let url = format!("{}/register/async", app.base);
     let results: Vec<(Duration, bool)> = futures::stream::iter(0..plan.burst)
         .map(|i| {
-            let request = client.post(&url).json(&json!({"email": format!("burst{latency_ms}-{i}@bench.local"), "password": "correct horse battery"})).send();
+            let request =
+                register_timed(&client, &url, format!("burst{latency_ms}-{i}@bench.local"));
             let accepted = accepted.clone();
             async move {
-                let t = Instant::now();
-                let ok = matches!(request.await, Ok(r) if r.status().as_u16() == 201);
+                let (latency, ok) = request.await;
                 if ok {
                     accepted.fetch_add(1, Ordering::Relaxed);
                 }
-                (t.elapsed(), ok)
+                (latency, ok)
             }
         })
         .buffer_unordered(64)
@@ -493,11 +506,7 @@ async fn burst_scenario(
         .await;
     let burst_time = started.elapsed();
     progress.finish_and_clear();
-    let mut h = histogram();
-    let errors = results.iter().filter(|(_, ok)| !ok).count();
-    for (latency, _) in &results {
-        let _ = h.record(latency.as_micros().max(1) as u64);
-    }
+    let (h, errors) = tally(results);
     let expected = plan.burst - errors;
     let welcome_ids = |sink: &SmtpSink| -> Vec<String> {
         sink.accepted()
@@ -634,11 +643,7 @@ async fn backlog_pipeline_scenario(
     workers: u16,
     hash_cost: HashCost,
 ) -> anyhow::Result<Value> {
-    let sink = SmtpSink::start(SinkConfig {
-        latency: Duration::from_millis(latency_ms),
-        max_sessions: None,
-    })
-    .await?;
+    let sink = SmtpSink::start(SinkConfig::with_latency_ms(latency_ms)).await?;
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("pipeline.db").display());
     let pool = crate::db::connect_and_migrate(&url).await?;
@@ -821,11 +826,7 @@ async fn drain_scenario(plan: &Plan, workers: u16) -> anyhow::Result<Value> {
 
 /// Raw lettre send rate to the same kind of sink, no queue.
 async fn raw_smtp_scenario(n: usize, latency_ms: u64, workers: u16) -> anyhow::Result<Value> {
-    let sink = SmtpSink::start(SinkConfig {
-        latency: Duration::from_millis(latency_ms),
-        max_sessions: None,
-    })
-    .await?;
+    let sink = SmtpSink::start(SinkConfig::with_latency_ms(latency_ms)).await?;
     let mailer = Mailer::new(
         &sink.smtp_url(),
         "Bench <bench@bench.local>",
@@ -1108,7 +1109,6 @@ pub async fn run(args: BenchArgs, workers: u16, hash_cost: HashCost) -> anyhow::
         (Value::Null, Value::Null, Value::Null)
     };
 
-    let drew_plot = !burst.is_null();
     let f = |v: &Value| v.as_f64().unwrap_or_default();
     let async_rate = latency
         .as_array()
@@ -1149,10 +1149,10 @@ pub async fn run(args: BenchArgs, workers: u16, hash_cost: HashCost) -> anyhow::
     std::fs::write(&path, serde_json::to_string_pretty(&results)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
     print_table(&results);
-    if !drew_plot {
-        eprintln!("wrote {}", path.display());
-    } else {
+    if want(Scenario::Burst) {
         eprintln!("wrote {} and {}", path.display(), plot.display());
+    } else {
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }
@@ -1219,10 +1219,7 @@ fn print_table(r: &Value) {
             f(&t["user_and_jobs"]["throughput_per_s"]),
             f(&t["user_only"]["throughput_per_s"])
         );
-        if let Some(clients) = r["latency"][0]["count"]
-            .as_u64()
-            .and(r["concurrency"].as_u64())
-        {
+        if let Some(clients) = r["concurrency"].as_u64().filter(|_| present("latency")) {
             // Little's law: clients that each wait for their answer cannot be answered faster on
             // average than `clients / rate`, whatever the rate of the one SQLite writer allows.
             println!(

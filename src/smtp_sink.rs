@@ -27,6 +27,16 @@ pub struct SinkConfig {
     pub max_sessions: Option<usize>,
 }
 
+impl SinkConfig {
+    /// A sink that takes `ms` milliseconds to accept each message, with no session cap.
+    pub fn with_latency_ms(ms: u64) -> Self {
+        SinkConfig {
+            latency: Duration::from_millis(ms),
+            max_sessions: None,
+        }
+    }
+}
+
 /// One accepted message.
 #[derive(Debug, Clone)]
 pub struct Accepted {

@@ -7,6 +7,15 @@ use std::net::SocketAddr;
 use signup_queue::{Application, Role, Settings, admin::AdminBind};
 use support::*;
 
+async fn admin_get(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+    app.client
+        .get(admin_url(app, path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("an answer from the admin listener")
+}
+
 #[tokio::test]
 async fn every_admin_route_needs_the_token_and_the_board_stays_off_the_public_listener() {
     let app = spawn_with_admin(Some(TOKEN)).await;
@@ -25,22 +34,10 @@ async fn every_admin_route_needs_the_token_and_the_board_stays_off_the_public_li
             .await
             .expect("answer");
         assert_eq!(response.status(), 401, "{path} without a token");
-        let wrong = app
-            .client
-            .get(admin_url(&app, path))
-            .bearer_auth("nope")
-            .send()
-            .await
-            .expect("answer");
+        let wrong = admin_get(&app, path, "nope").await;
         assert_eq!(wrong.status(), 401, "{path} with a wrong token");
     }
-    let board = app
-        .client
-        .get(admin_url(&app, "/"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("board");
+    let board = admin_get(&app, "/", TOKEN).await;
     assert_eq!(board.status(), 200);
     assert!(
         board
@@ -56,24 +53,12 @@ async fn every_admin_route_needs_the_token_and_the_board_stays_off_the_public_li
             .status(),
         201
     );
-    let queues = app
-        .client
-        .get(admin_url(&app, "/api/v1/queues"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("queues");
+    let queues = admin_get(&app, "/api/v1/queues", TOKEN).await;
     assert_eq!(queues.status(), 200);
     assert!(queues.text().await.expect("json").contains("welcome_email"));
 
     // The board's live stream (its "System Status") is served: an event stream that stays open.
-    let events = app
-        .client
-        .get(admin_url(&app, "/api/v1/events"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("events");
+    let events = admin_get(&app, "/api/v1/events", TOKEN).await;
     assert_eq!(events.status(), 200);
     assert!(
         events

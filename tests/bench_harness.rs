@@ -1,13 +1,29 @@
 //! The bench harness runs end to end in its smallest mode and writes every scenario: a check
 //! that it works, not of the numbers (speed is never asserted in tests).
 
+/// Runs `signup-queue bench --quick ARGS --out DIR` and returns its bench-results.json.
+fn run_bench(args: &[&str], out: &std::path::Path) -> serde_json::Value {
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"))
+        .args(["bench", "--quick"])
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("bench runs");
+    assert!(status.success());
+    let text = std::fs::read_to_string(out.join("bench-results.json")).expect("results written");
+    serde_json::from_str(&text).expect("JSON")
+}
+
 #[test]
 fn the_smallest_bench_run_writes_every_scenario() {
     let out = tempfile::tempdir().expect("temp dir");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"))
-        .args([
-            "bench",
-            "--quick",
+    let results = run_bench(
+        &[
             "--requests",
             "5",
             "--burst",
@@ -18,20 +34,9 @@ fn the_smallest_bench_run_writes_every_scenario() {
             "50",
             "--smtp-latency-ms",
             "0,10",
-            "--out",
-        ])
-        .arg(out.path())
-        .env_clear()
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("bench runs");
-    assert!(status.success());
-
-    let text =
-        std::fs::read_to_string(out.path().join("bench-results.json")).expect("results written");
-    let results: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        ],
+        out.path(),
+    );
     for scenario in [
         "latency",
         "transactions",
@@ -72,29 +77,10 @@ fn the_smallest_bench_run_writes_every_scenario() {
 #[test]
 fn only_runs_the_chosen_scenarios() {
     let out = tempfile::tempdir().expect("temp dir");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"))
-        .args([
-            "bench",
-            "--quick",
-            "--only",
-            "drain",
-            "--backlog",
-            "20",
-            "--finished",
-            "20",
-            "--out",
-        ])
-        .arg(out.path())
-        .env_clear()
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("bench runs");
-    assert!(status.success());
-    let text =
-        std::fs::read_to_string(out.path().join("bench-results.json")).expect("results written");
-    let results: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let results = run_bench(
+        &["--only", "drain", "--backlog", "20", "--finished", "20"],
+        out.path(),
+    );
     assert_eq!(results["drain"]["left_undone"], 0);
     for skipped in ["latency", "transactions", "burst", "pipeline"] {
         assert!(results[skipped].is_null(), "{skipped} ran");

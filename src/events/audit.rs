@@ -32,14 +32,14 @@ impl AuditLog {
 
 async fn record(
     pool: SqlitePool,
-    events: Vec<Envelope<UserRegistered>>,
+    events: Arc<[Envelope<UserRegistered>]>,
 ) -> Result<(), sqlx::Error> {
     let mut query = sqlx::QueryBuilder::new(
         "INSERT INTO audit_events (event_id, event_type, event_version, user_id, occurred_at) ",
     );
-    query.push_values(events, |mut row, event| {
-        row.push_bind(event.id)
-            .push_bind(event.kind)
+    query.push_values(events.iter(), |mut row, event| {
+        row.push_bind(event.id.as_str())
+            .push_bind(event.kind.as_str())
             .push_bind(event.version)
             .push_bind(event.payload.user_id)
             .push_bind(event.occurred_at.to_rfc3339());

@@ -76,13 +76,13 @@ impl SignupCoupon {
     }
 }
 
-async fn mark_mailed(pool: SqlitePool, user_ids: Vec<i64>) -> Result<(), sqlx::Error> {
+async fn mark_mailed(pool: SqlitePool, user_ids: Arc<[i64]>) -> Result<(), sqlx::Error> {
     let mut query = sqlx::QueryBuilder::new(
         "UPDATE coupons SET mailed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE user_id IN (",
     );
     let mut ids = query.separated(", ");
-    for id in user_ids {
-        ids.push_bind(id);
+    for id in user_ids.iter() {
+        ids.push_bind(*id);
     }
     query.push(")");
     query.build().execute(&pool).await?;

@@ -21,9 +21,10 @@ const MAX_BATCH: usize = 256;
 
 type Reply = oneshot::Sender<Result<(), Arc<sqlx::Error>>>;
 
-/// Writes one batch of rows in one statement (or one transaction).
+/// Writes one batch of rows in one statement (or one transaction). The rows are shared, not
+/// copied: the writer keeps them to retry one by one if the batch fails.
 pub type Flush<T> =
-    Arc<dyn Fn(SqlitePool, Vec<T>) -> BoxFuture<'static, Result<(), sqlx::Error>> + Send + Sync>;
+    Arc<dyn Fn(SqlitePool, Arc<[T]>) -> BoxFuture<'static, Result<(), sqlx::Error>> + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
@@ -41,7 +42,7 @@ pub struct BatchWriter<T> {
     sender: std::sync::OnceLock<mpsc::Sender<(T, Reply)>>,
 }
 
-impl<T: Clone + Send + 'static> BatchWriter<T> {
+impl<T: Clone + Send + Sync + 'static> BatchWriter<T> {
     /// A writer whose task ends when this handle is dropped.
     pub fn new(pool: SqlitePool, flush: Flush<T>) -> Self {
         BatchWriter {
@@ -68,13 +69,17 @@ impl<T: Clone + Send + 'static> BatchWriter<T> {
     }
 }
 
-fn spawn<T: Clone + Send + 'static>(pool: SqlitePool, flush: Flush<T>) -> mpsc::Sender<(T, Reply)> {
+fn spawn<T: Clone + Send + Sync + 'static>(
+    pool: SqlitePool,
+    flush: Flush<T>,
+) -> mpsc::Sender<(T, Reply)> {
     let (sender, mut receiver) = mpsc::channel::<(T, Reply)>(4 * MAX_BATCH);
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
             let (rows, replies): (Vec<T>, Vec<Reply>) = batch.drain(..).unzip();
-            match flush(pool.clone(), rows.clone()).await {
+            let rows: Arc<[T]> = rows.into();
+            match flush(pool.clone(), Arc::clone(&rows)).await {
                 Ok(()) => {
                     for reply in replies {
                         let _ = reply.send(Ok(()));
@@ -89,8 +94,10 @@ fn spawn<T: Clone + Send + 'static>(pool: SqlitePool, flush: Flush<T>) -> mpsc::
                     // One bad row must not fail the others: write them one by one, so each job
                     // gets its own row's outcome.
                     tracing::debug!(error = %e, rows = rows.len(), "batched write failed; writing its rows one by one");
-                    for (row, reply) in rows.into_iter().zip(replies) {
-                        let result = flush(pool.clone(), vec![row]).await.map_err(Arc::new);
+                    for (row, reply) in rows.iter().zip(replies) {
+                        let result = flush(pool.clone(), Arc::new([row.clone()]))
+                            .await
+                            .map_err(Arc::new);
                         let _ = reply.send(result);
                     }
                 }
@@ -121,8 +128,8 @@ mod tests {
         Arc::new(|pool, rows| {
             Box::pin(async move {
                 let mut query = sqlx::QueryBuilder::new("INSERT INTO t (n) ");
-                query.push_values(rows, |mut b, n| {
-                    b.push_bind(n);
+                query.push_values(rows.iter(), |mut b, n| {
+                    b.push_bind(*n);
                 });
                 query.build().execute(&pool).await.map(|_| ())
             })

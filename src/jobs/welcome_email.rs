@@ -86,15 +86,15 @@ impl WelcomeEmail {
 }
 
 /// The workers' delivery records, many rows in one statement (see `jobs::batch`).
-async fn record_deliveries(pool: SqlitePool, rows: Vec<Delivery>) -> Result<(), sqlx::Error> {
+async fn record_deliveries(pool: SqlitePool, rows: Arc<[Delivery]>) -> Result<(), sqlx::Error> {
     let mut query = sqlx::QueryBuilder::new(
         "INSERT INTO welcome_deliveries (user_id, message_id, mode, job_id) ",
     );
-    query.push_values(rows, |mut row, d| {
+    query.push_values(rows.iter(), |mut row, d| {
         row.push_bind(d.user_id)
-            .push_bind(d.message_id)
+            .push_bind(d.message_id.as_str())
             .push_bind("async")
-            .push_bind(d.job_id);
+            .push_bind(d.job_id.as_str());
     });
     query.push(" ON CONFLICT (user_id) DO NOTHING");
     query.build().execute(&pool).await?;
