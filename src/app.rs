@@ -1,20 +1,21 @@
 //! Builds the application from settings: database, mailer, optional development inbox, HTTP
 //! listener and worker pool. `main` and the tests use the same builder.
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use apalis::prelude::Monitor;
 use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::Settings,
+    config::{AdminBind, Settings},
+    consumers::{self, Consumer},
     db,
     dev_inbox::DevInbox,
-    jobs::{PoolSettings, RetrySchedule, Wakeup},
     mail::Mailer,
+    queue::{self, PoolSettings, RetrySchedule, Wakeup},
+    signup::Signup,
     web::{self, AppState},
 };
 
@@ -45,6 +46,9 @@ pub struct Application {
     listener: Option<TcpListener>,
     admin_listener: Option<TcpListener>,
     state: AppState,
+    /// The consumers of `user_registered` this process's workers run.
+    consumers: Vec<Arc<dyn Consumer>>,
+    wakeup: Wakeup,
     token: CancellationToken,
 }
 
@@ -58,9 +62,9 @@ impl Application {
     pub async fn build_with_consumers(
         settings: Settings,
         role: Role,
-        extra_consumers: Vec<std::sync::Arc<dyn crate::events::Consumer>>,
+        extra_consumers: Vec<Arc<dyn Consumer>>,
     ) -> anyhow::Result<Application> {
-        crate::admin::check_exposure(settings.admin_bind, settings.admin_token.as_deref())?;
+        settings.check_admin_exposure()?;
         let pool = db::connect_and_migrate(&settings.database_url).await?;
         let inbox = match (&settings.smtp_url, role) {
             (Some(_), _) => None,
@@ -102,27 +106,31 @@ impl Application {
             None
         };
         let admin_listener = match settings.admin_bind {
-            crate::admin::AdminBind::At(addr) => {
-                Some(TcpListener::bind(addr).await.with_context(|| {
-                    format!("cannot listen on {addr} (ADMIN_BIND; `off` disables it)")
-                })?)
-            }
-            crate::admin::AdminBind::Off => None,
+            AdminBind::At(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} (ADMIN_BIND; `off` disables it)")
+            })?),
+            AdminBind::Off => None,
         };
         let token = CancellationToken::new();
         // All consumers of this process together open at most WORKERS SMTP sessions.
-        let mut consumers = crate::events::consumers(&crate::events::Deps {
+        let mut consumers = consumers::built_in(&consumers::Deps {
             pool: pool.clone(),
             mailer: mailer.limited(usize::from(settings.workers)),
         });
         consumers.extend(extra_consumers);
+        let wakeup = Wakeup::default();
+        let signup = Signup::new(
+            pool.clone(),
+            mailer.clone(),
+            consumers.iter().map(|c| c.name()).collect(),
+            wakeup.clone(),
+            settings.hash_cost,
+            settings.job_max_attempts,
+        );
         let state = AppState {
-            consumers: std::sync::Arc::new(consumers),
+            signup,
             pool: pool.clone(),
             mailer,
-            wakeup: Wakeup::default(),
-            hash_cost: settings.hash_cost,
-            job_max_attempts: settings.job_max_attempts,
             rate_limit_per_minute: settings.rate_limit_per_minute,
             inbox,
             mailbox_url,
@@ -135,6 +143,8 @@ impl Application {
             listener,
             admin_listener,
             state,
+            consumers,
+            wakeup,
             token,
         })
     }
@@ -213,9 +223,8 @@ impl Application {
                 tracing::info!(
                     "admin: job dashboard http://{addr}/ and metrics http://{addr}/metrics"
                 );
-                let queues: Vec<&'static str> =
-                    self.state.consumers.iter().map(|c| c.name()).collect();
-                let router = crate::admin::router(
+                let queues: Vec<&'static str> = self.consumers.iter().map(|c| c.name()).collect();
+                let router = crate::ops::admin::router(
                     self.pool.clone(),
                     self.settings.admin_token.clone(),
                     &queues,
@@ -238,42 +247,29 @@ impl Application {
                 concurrency: usize::from(self.settings.workers),
                 poll_interval: self.settings.poll_interval,
                 heartbeat: self.settings.worker_heartbeat,
+                retry: RetrySchedule {
+                    base: self.settings.retry_base,
+                    cap: self.settings.retry_cap,
+                },
+                max_attempts: self.settings.job_max_attempts,
             };
-            let retry = RetrySchedule {
-                base: self.settings.retry_base,
-                cap: self.settings.retry_cap,
-            };
-            let monitor = crate::events::register_workers(
-                Monitor::new(),
-                &self.state.consumers,
-                &self.pool,
-                &self.state.wakeup,
-                &pool_settings,
-                retry,
-                self.settings.job_max_attempts,
-            )
-            .shutdown_timeout(grace);
+            let workers =
+                queue::run_workers(&self.consumers, &self.pool, &self.wakeup, &pool_settings);
             tracing::info!(
                 concurrency = self.settings.workers,
-                consumers = ?self.state.consumers.iter().map(|c| c.name()).collect::<Vec<_>>(),
+                consumers = ?self.consumers.iter().map(|c| c.name()).collect::<Vec<_>>(),
                 "worker pool started"
             );
             if !self.settings.job_retention.is_zero() {
-                tokio::spawn(purge_finished_jobs(
+                tokio::spawn(queue::retention::purge_finished_jobs(
                     self.pool.clone(),
                     self.settings.job_retention,
                     workers_token.clone(),
                 ));
             }
-            let stop = workers_token.clone();
-            Some(tokio::spawn(async move {
-                monitor
-                    .run_with_signal(async move {
-                        stop.cancelled().await;
-                        Ok(())
-                    })
-                    .await
-            }))
+            Some(tokio::spawn(
+                workers.run_until(workers_token.clone(), grace),
+            ))
         } else {
             None
         };
@@ -315,29 +311,5 @@ impl Application {
         }
         self.pool.close().await;
         Ok(())
-    }
-}
-
-/// Retention: deletes done jobs older than `retention` every 10 minutes (JOB_RETENTION).
-async fn purge_finished_jobs(
-    pool: SqlitePool,
-    retention: std::time::Duration,
-    stop: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let secs = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
-        match crate::jobs::admin::purge_done(&pool, secs).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                deleted = n,
-                "retention: deleted finished jobs older than JOB_RETENTION"
-            ),
-            Err(e) => tracing::warn!(error = %e, "retention: cannot delete finished jobs"),
-        }
     }
 }

@@ -1,6 +1,11 @@
-//! The command line: `serve` (default), `web`, `worker`.
+//! The command line: `serve` (the default), `web`, `worker` run the application; `jobs` inspects
+//! and repairs the queue; `bench` and `redis` hand over to the tools built beside this binary
+//! (`signup-queue-bench`, `signup-queue-redis`, package `signup-queue-tools`), which keep their
+//! dependencies out of the product.
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum, parser::ValueSource};
 
 use crate::{Application, Role, Settings, telemetry};
 
@@ -29,23 +34,28 @@ pub enum Command {
     Web,
     /// Only the worker pool, on the same database as `web`. Needs SMTP_URL.
     Worker,
-    /// The Redis List/Stream exercise: a log producer and consumer (LPUSH/BRPOP and variants).
-    Redis {
-        #[command(subcommand)]
-        command: crate::redis_queue::RedisCommand,
-    },
-    /// Measure sync vs async, peak shaving and the limits of this machine (starts all it needs on
-    /// 127.0.0.1). Uses WORKERS; password hashing is `test` unless --hash-cost is given.
-    Bench(crate::bench::BenchArgs),
     /// Inspect and repair the job queue (works on DATABASE_URL directly; no server needed).
     Jobs {
         #[command(subcommand)]
-        command: crate::jobs_cli::JobsCommand,
+        command: crate::ops::jobs_cli::JobsCommand,
+    },
+    /// Measure sync vs async, peak shaving and the limits of this machine (starts all it needs on
+    /// 127.0.0.1). Runs the `signup-queue-bench` tool: `signup-queue bench --help` for its options.
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// The Redis List/Stream exercise: a log producer and consumer (LPUSH/BRPOP and variants).
+    /// Runs the `signup-queue-redis` tool: `signup-queue redis --help` for its commands.
+    #[command(disable_help_flag = true)]
+    Redis {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
     },
 }
 
 pub async fn run() -> anyhow::Result<()> {
-    use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
     telemetry::init(cli.settings.log_format);
@@ -53,28 +63,58 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Serve => Role::All,
         Command::Web => Role::Web,
         Command::Worker => Role::Worker,
-        Command::Redis { command } => return crate::redis_queue::run(command).await,
-        Command::Bench(args) => {
-            // The bench hashes cheaply unless asked otherwise: it measures the queue, and says so.
-            let explicit = matches!(
-                matches.value_source("hash_cost"),
-                Some(
-                    clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable
-                )
-            );
-            let cost = if explicit {
-                cli.settings.hash_cost
-            } else {
-                crate::config::HashCost::Test
-            };
-            return crate::bench::run(args, cli.settings.workers, cost).await;
-        }
         Command::Jobs { command } => {
-            return crate::jobs_cli::run(&cli.settings.database_url, command).await;
+            return crate::ops::jobs_cli::run(&cli.settings.database_url, command).await;
         }
+        Command::Bench { args } => {
+            // `--workers` and `--hash-cost` are global flags, so clap takes them before the tool
+            // sees them: they travel as the environment variables of the same meaning.
+            let mut env = vec![("WORKERS", cli.settings.workers.to_string())];
+            if matches.value_source("hash_cost") == Some(ValueSource::CommandLine)
+                && let Some(cost) = cli.settings.hash_cost.to_possible_value()
+            {
+                env.push(("HASH_COST", cost.get_name().to_owned()));
+            }
+            return run_tool("signup-queue-bench", &args, &env);
+        }
+        Command::Redis { args } => return run_tool("signup-queue-redis", &args, &[]),
     };
     let app = Application::build(cli.settings, role).await?;
     app.run_until_stopped(shutdown_signal()).await
+}
+
+/// Hands over to a tool installed beside this binary (or on PATH), git-style: same arguments,
+/// same environment, its exit status. The tools are separate binaries so the product carries
+/// none of their dependencies; `cargo build --release` builds them with it.
+fn run_tool(name: &str, args: &[OsString], env: &[(&str, String)]) -> anyhow::Result<()> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+        .filter(|path| path.is_file());
+    let program = beside.map_or_else(|| OsString::from(name), OsString::from);
+    let mut command = std::process::Command::new(&program);
+    command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Replaces this process: signals (Ctrl-C) and the exit status are the tool's own.
+        let error = command.exec();
+        tool_missing(name, error)
+    }
+    #[cfg(not(unix))]
+    {
+        let status = command
+            .status()
+            .map_err(|e| tool_missing(name, e).unwrap_err())?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
+}
+
+fn tool_missing(name: &str, error: std::io::Error) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "cannot run {name} ({error}): it is built beside signup-queue by `cargo build --release` \
+         (package signup-queue-tools), or run it with `cargo run --release -p signup-queue-tools --bin {name} -- ...`"
+    )
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

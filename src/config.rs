@@ -1,4 +1,5 @@
 //! Settings: every option is a command-line flag with an environment variable of the same meaning.
+//! Depends on nothing else of this crate: every other module may read it.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -27,7 +28,7 @@ pub struct Settings {
     #[arg(long, env = "SMTP_URL", hide_env_values = true, global = true)]
     pub smtp_url: Option<String>,
 
-    /// Sender of the welcome mail.
+    /// Sender of every mail (welcome, coupon); its domain also names the Message-IDs.
     #[arg(
         long,
         env = "MAIL_FROM",
@@ -45,11 +46,11 @@ pub struct Settings {
     #[arg(long, env = "WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024), global = true)]
     pub workers: u16,
 
-    /// Attempts a welcome-mail job gets before it ends `failed` (crash re-deliveries count too).
+    /// Attempts a consumer's job gets before it ends `failed` (crash re-deliveries count too).
     #[arg(long, env = "JOB_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub job_max_attempts: u32,
 
-    /// First retry delay after a failed send; doubles per attempt, with jitter (granularity: 1 s).
+    /// First retry delay after a failed job; doubles per attempt, with jitter (granularity: 1 s).
     #[arg(long, env = "RETRY_BASE", default_value = "1s", value_parser = humantime::parse_duration, global = true)]
     pub retry_base: Duration,
 
@@ -94,7 +95,7 @@ pub struct Settings {
         default_value = "127.0.0.1:3001",
         global = true
     )]
-    pub admin_bind: crate::admin::AdminBind,
+    pub admin_bind: AdminBind,
 
     /// Bearer token required on every admin route when set; mandatory when ADMIN_BIND is not a
     /// loopback address.
@@ -146,11 +147,46 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(10),
             job_retention: Duration::from_secs(7 * 86400),
             rate_limit_per_minute: 0,
-            admin_bind: crate::admin::AdminBind::Off,
+            admin_bind: AdminBind::Off,
             admin_token: None,
             mailbox_url: None,
             hash_cost: HashCost::Test,
             log_format: LogFormat::Text,
         }
+    }
+}
+
+/// Where the admin listener binds, from `ADMIN_BIND` (`off` disables it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminBind {
+    Off,
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for AdminBind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(AdminBind::Off);
+        }
+        s.parse()
+            .map(AdminBind::At)
+            .map_err(|e| format!("{s:?} is neither `off` nor an address like 127.0.0.1:3001: {e}"))
+    }
+}
+
+impl Settings {
+    /// Refuses a public admin listener without a token: the dashboard can enqueue and retry jobs.
+    pub fn check_admin_exposure(&self) -> anyhow::Result<()> {
+        if let AdminBind::At(addr) = self.admin_bind
+            && !addr.ip().is_loopback()
+            && self.admin_token.as_deref().is_none_or(str::is_empty)
+        {
+            anyhow::bail!(
+                "ADMIN_BIND={addr} is not a loopback address: set ADMIN_TOKEN (the dashboard can enqueue and retry jobs), \
+                 bind it to 127.0.0.1, or turn it off with ADMIN_BIND=off"
+            );
+        }
+        Ok(())
     }
 }

@@ -1,11 +1,11 @@
 //! Prometheus metrics (`GET /metrics` on the admin listener). One recorder per process, installed
-//! on first use; the names are listed in README ("Operating").
+//! on first use; the names are listed in README ("Operating"). A leaf: the web, queue and mail
+//! modules record here, and nothing here reads the rest of the crate.
 
 use std::{sync::OnceLock, time::Duration};
 
 use axum::{extract::MatchedPath, http::Request, middleware::Next, response::Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use sqlx::SqlitePool;
 
 /// Seconds, from 1 ms to 30 s.
 const BUCKETS: &[f64] = &[
@@ -28,25 +28,16 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Renders the text format, refreshing the queue depth gauges from the job table first.
-pub async fn render(pool: &SqlitePool) -> String {
+/// Sets the `jobs_queue_depth` gauge of one queue and state (read from the job table at each
+/// scrape by the admin listener).
+pub fn queue_depth(queue: &str, state: &'static str, n: i64) {
+    metrics::gauge!("jobs_queue_depth", "queue" => queue.to_owned(), "status" => state)
+        .set(n as f64);
+}
+
+/// The Prometheus text format of everything recorded so far.
+pub fn render() -> String {
     let handle = handle();
-    match crate::jobs::admin::stats(pool).await {
-        Ok(stats) => {
-            for s in stats {
-                for (status, n) in [
-                    ("pending", s.pending),
-                    ("running", s.running),
-                    ("retrying", s.retrying),
-                    ("done", s.done),
-                    ("failed", s.failed),
-                ] {
-                    metrics::gauge!("jobs_queue_depth", "queue" => s.queue.clone(), "status" => status).set(n as f64);
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot read queue depth for /metrics"),
-    }
     handle.run_upkeep();
     handle.render()
 }

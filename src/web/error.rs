@@ -36,6 +36,17 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<crate::signup::SignupError> for AppError {
+    fn from(e: crate::signup::SignupError) -> Self {
+        use crate::signup::SignupError;
+        match e {
+            SignupError::Duplicate => AppError::Duplicate,
+            SignupError::MailFailed { user_id, reason } => AppError::MailFailed { user_id, reason },
+            SignupError::Internal(e) => AppError::Internal(e),
+        }
+    }
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         AppError::Internal(e.into())

@@ -9,7 +9,7 @@ use axum::{
 };
 
 use crate::{
-    jobs::status::{JobStatus, job_status},
+    queue::{JobStatus, find_job},
     web::{AppState, error::AppError},
 };
 
@@ -23,9 +23,9 @@ async fn show_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobStatus>, AppError> {
-    job_status(&state.pool, &id)
+    find_job(&state.pool, &id)
         .await?
-        .map(Json)
+        .map(|job| Json(JobStatus::from(job)))
         .ok_or(AppError::NotFound("job"))
 }
 

@@ -15,9 +15,14 @@ use futures::Stream;
 use serde::Serialize;
 
 use crate::{
-    jobs::{WELCOME_QUEUE, admin, status::job_status},
+    consumers::welcome::WELCOME_QUEUE,
+    queue::{JobStatus, find_job, inspect},
     web::{AppState, error::AppError},
 };
+
+async fn job_status(state: &AppState, id: &str) -> Result<Option<JobStatus>, sqlx::Error> {
+    Ok(find_job(&state.pool, id).await?.map(JobStatus::from))
+}
 
 /// How often the server looks at the job table for a subscribed job.
 const JOB_TICK: Duration = Duration::from_millis(100);
@@ -36,7 +41,7 @@ async fn job_events(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
-    let first = job_status(&state.pool, &id)
+    let first = job_status(&state, &id)
         .await?
         .ok_or(AppError::NotFound("job"))?;
     let stream = async_stream::stream! {
@@ -47,7 +52,7 @@ async fn job_events(
                 let key = (job.status, job.attempts);
                 if last != Some(key) {
                     last = Some(key);
-                    let terminal = matches!(job.status, "done" | "failed");
+                    let terminal = job.status.is_final();
                     yield Ok(Event::default().event("status").json_data(&job).unwrap_or_default());
                     if terminal {
                         break;
@@ -58,7 +63,7 @@ async fn job_events(
                 _ = state.shutdown.cancelled() => break,
                 _ = tokio::time::sleep(JOB_TICK) => {}
             }
-            match job_status(&state.pool, &id).await {
+            match job_status(&state, &id).await {
                 Ok(job) => current = job,
                 Err(e) => {
                     tracing::warn!(error = %e, job_id = %id, "job status stream: database error");
@@ -82,15 +87,15 @@ pub struct QueueSnapshot {
     pub mail_server: &'static str,
 }
 
-async fn counts(state: &AppState) -> Result<admin::QueueStats, sqlx::Error> {
-    Ok(admin::stats(&state.pool)
+async fn counts(state: &AppState) -> Result<inspect::QueueStats, sqlx::Error> {
+    Ok(inspect::stats(&state.pool)
         .await?
         .into_iter()
         .find(|s| s.queue == WELCOME_QUEUE)
         .unwrap_or_default())
 }
 
-fn snapshot(stats: admin::QueueStats, mail_up: bool) -> QueueSnapshot {
+fn snapshot(stats: inspect::QueueStats, mail_up: bool) -> QueueSnapshot {
     QueueSnapshot {
         pending: stats.pending,
         running: stats.running,

@@ -1,6 +1,8 @@
-//! The public HTTP listener: one module per area, merged here.
+//! The public HTTP listener, HTTP only: one module per area, merged here; the work is done by
+//! `signup` (registration) and read from `queue` (job status).
 
 pub mod error;
+pub mod extract;
 pub mod jobs;
 pub mod live;
 pub mod mailbox;
@@ -22,24 +24,23 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{config::HashCost, dev_inbox::DevInbox, jobs::Wakeup, mail::Mailer};
+use crate::{dev_inbox::DevInbox, mail::Mailer, signup::Signup};
 
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
+    /// The registration use case.
+    pub signup: Signup,
+    /// For job status, the queue panel and `/health`.
     pub pool: SqlitePool,
+    /// For the queue panel's "is the mail server up?".
     pub mailer: Mailer,
-    pub wakeup: Wakeup,
-    pub hash_cost: HashCost,
-    pub job_max_attempts: u32,
     /// Register requests per client IP per minute; 0: no limit.
     pub rate_limit_per_minute: u32,
     /// The embedded development inbox, when this process runs one.
     pub inbox: Option<DevInbox>,
     /// Link to the inbox UI shown to visitors.
     pub mailbox_url: String,
-    /// The consumers of `user_registered`: registration publishes one job to each.
-    pub consumers: std::sync::Arc<Vec<std::sync::Arc<dyn crate::events::Consumer>>>,
     /// Cancelled on shutdown: long-lived responses (SSE) end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

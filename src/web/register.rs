@@ -1,28 +1,28 @@
-//! `POST /register`, `/register/async`, `/register/sync`: parse once at the edge, then either
-//! insert + enqueue in one transaction (async) or insert and send the mail inline (sync).
+//! `POST /register`, `/register/async`, `/register/sync`: extract a valid registration, call the
+//! use case (`signup`) queued or inline, and answer in the request's format with the server's
+//! time in `Server-Timing`.
 
 use std::time::Instant;
 
 use askama::Template;
 use axum::{
     Json, Router,
-    body::{Body, Bytes},
+    body::Body,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderValue, StatusCode},
     response::{Html, IntoResponse, Response},
     routing::post,
 };
 use serde::Serialize;
 
 use crate::{
-    events::publish_user_registered,
-    jobs::{WELCOME_QUEUE, welcome_email::record_delivery},
-    users::{DisplayName, Email, InsertUserError, NewUser, Password, hash_password, insert_user},
-    web::{AppState, error::AppError},
+    signup::{self, SignupError},
+    web::{
+        AppState,
+        error::AppError,
+        extract::{Format, Registration},
+    },
 };
-
-/// Largest accepted request body.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// The register routes, limited to `rate_limit_per_minute` requests per client IP (0: no limit).
 pub fn router(rate_limit_per_minute: u32) -> Router<AppState> {
@@ -73,14 +73,7 @@ fn rate_limit(per_minute: u32) -> Option<RateLimitLayer> {
     )
 }
 
-/// How the request came, and so how it is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Json,
-    Form,
-    FormAnsweredInJson,
-}
-
+/// The JSON answer to a registration.
 #[derive(Debug, Serialize)]
 pub struct Registered {
     pub user_id: i64,
@@ -89,248 +82,47 @@ pub struct Registered {
     pub elapsed_ms: f64,
 }
 
-#[tracing::instrument(skip_all, fields(mode = "async", user_id, job_id))]
-async fn register_async(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let started = Instant::now();
-    let (format, body) = match read_body(&headers, body).await {
-        Ok(read) => read,
-        Err((format, e)) => return answer(format, &state, started, Err(e)),
-    };
-    let result = async {
-        let user = parse_registration(format, &body)?;
-        let hash = hash_password(user.password.clone(), state.hash_cost).await?;
-        let mut tx = state.pool.begin().await?;
-        let user_id = insert_user(&mut tx, &user.email, user.name.as_ref(), &hash)
-            .await
-            .map_err(insert_error)?;
-        let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
-        let published = publish_user_registered(
-            &mut tx,
-            &state.consumers,
-            user_id,
-            state.job_max_attempts,
-            request_id,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("enqueue failed, registration rolled back: {e}"))?;
-        tx.commit().await?;
-        state.wakeup.notify();
-        for (queue, _) in &published.jobs {
-            crate::metrics::job_enqueued(queue);
-        }
-        let job_id = published.job_for(WELCOME_QUEUE).map(str::to_owned);
-        tracing::Span::current()
-            .record("user_id", user_id)
-            .record("job_id", job_id.as_deref().unwrap_or("-"));
-        tracing::info!(
-            event_id = %published.event_id,
-            consumers = published.jobs.len(),
-            "user registered, user_registered published"
-        );
-        Ok(Registered {
-            user_id,
-            job_id,
-            mode: "async",
+async fn register_async(State(state): State<AppState>, registration: Registration) -> Response {
+    let result = state
+        .signup
+        .register_queued(registration.user, registration.request_id.as_deref())
+        .await;
+    reply(
+        &state,
+        registration.format,
+        registration.started,
+        "async",
+        result,
+    )
+}
+
+async fn register_sync(State(state): State<AppState>, registration: Registration) -> Response {
+    let result = state.signup.register_inline(registration.user).await;
+    reply(
+        &state,
+        registration.format,
+        registration.started,
+        "sync",
+        result,
+    )
+}
+
+fn reply(
+    state: &AppState,
+    format: Format,
+    started: Instant,
+    mode: &'static str,
+    result: Result<signup::Registered, SignupError>,
+) -> Response {
+    let result = result
+        .map(|r| Registered {
+            user_id: r.user_id,
+            job_id: r.job_id,
+            mode,
             elapsed_ms: 0.0,
         })
-    }
-    .await;
-    answer(format, &state, started, result)
-}
-
-#[tracing::instrument(skip_all, fields(mode = "sync", user_id))]
-async fn register_sync(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let started = Instant::now();
-    let (format, body) = match read_body(&headers, body).await {
-        Ok(read) => read,
-        Err((format, e)) => return answer(format, &state, started, Err(e)),
-    };
-    let result = async {
-        let user = parse_registration(format, &body)?;
-        let hash = hash_password(user.password.clone(), state.hash_cost).await?;
-        let mut conn = state.pool.acquire().await?;
-        let user_id = insert_user(&mut conn, &user.email, user.name.as_ref(), &hash)
-            .await
-            .map_err(insert_error)?;
-        drop(conn);
-        tracing::Span::current().record("user_id", user_id);
-        let stored = crate::users::User {
-            id: user_id,
-            email: user.email.as_str().to_owned(),
-            name: user.name.as_ref().map(|n| n.as_str().to_owned()),
-        };
-        // The request waits for the mail server: this is the coupling the product demonstrates.
-        match state.mailer.send_welcome(&stored).await {
-            Ok(message_id) => {
-                record_delivery(&state.pool, user_id, &message_id, "sync", None).await?;
-                tracing::info!("user registered, welcome mail sent inline");
-                Ok(Registered {
-                    user_id,
-                    job_id: None,
-                    mode: "sync",
-                    elapsed_ms: 0.0,
-                })
-            }
-            Err(e) => Err(AppError::MailFailed {
-                user_id,
-                reason: e.to_string(),
-            }),
-        }
-    }
-    .await;
-    answer(format, &state, started, result)
-}
-
-fn insert_error(e: InsertUserError) -> AppError {
-    match e {
-        InsertUserError::Duplicate => AppError::Duplicate,
-        InsertUserError::Database(e) => e.into(),
-    }
-}
-
-/// Reads the body within the size limit and tells JSON from a browser form.
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<(Format, Bytes), (Format, AppError)> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<mime::Mime>().ok());
-    // A form client that asks for JSON only (scripts, tests) is answered in JSON.
-    let wants_json = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"));
-    let format = match content_type {
-        Some(m) if m.essence_str() == "application/x-www-form-urlencoded" && !wants_json => {
-            Format::Form
-        }
-        Some(m) if m.essence_str() == "application/x-www-form-urlencoded" => {
-            Format::FormAnsweredInJson
-        }
-        Some(m) if m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON) => Format::Json,
-        _ => return Err((Format::Json, AppError::UnsupportedMediaType)),
-    };
-    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => Ok((format, bytes)),
-        Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            let error = if too_large {
-                AppError::TooLarge(MAX_BODY_BYTES)
-            } else {
-                AppError::Malformed(format!("cannot read the request body: {e}"))
-            };
-            Err((format, error))
-        }
-    }
-}
-
-/// The raw fields of a registration, before validation.
-#[derive(Debug, Default)]
-struct RawRegistration {
-    email: Option<String>,
-    password: Option<String>,
-    name: Option<String>,
-}
-
-impl RawRegistration {
-    fn set(&mut self, key: &str, value: String) -> Result<(), AppError> {
-        let slot = match key {
-            "email" => &mut self.email,
-            "password" => &mut self.password,
-            "name" => &mut self.name,
-            other => return Err(AppError::UnknownField(other.to_owned())),
-        };
-        if slot.is_some() {
-            return Err(AppError::Malformed(format!("field {key:?} is given twice")));
-        }
-        *slot = Some(value);
-        Ok(())
-    }
-}
-
-pub fn parse_registration(format: Format, body: &[u8]) -> Result<NewUser, AppError> {
-    let raw = match format {
-        Format::Json => parse_json(body)?,
-        Format::Form | Format::FormAnsweredInJson => parse_form(body)?,
-    };
-    let required = |value: Option<String>, field: &'static str| {
-        value.ok_or_else(|| {
-            AppError::Invalid(crate::users::FieldError {
-                field,
-                message: "is required".into(),
-            })
-        })
-    };
-    let email = Email::parse(&required(raw.email, "email")?).map_err(AppError::Invalid)?;
-    let password =
-        Password::parse(&required(raw.password, "password")?).map_err(AppError::Invalid)?;
-    let name = match raw.name {
-        Some(name) => DisplayName::parse(&name).map_err(AppError::Invalid)?,
-        None => None,
-    };
-    Ok(NewUser {
-        email,
-        password,
-        name,
-    })
-}
-
-fn parse_json(body: &[u8]) -> Result<RawRegistration, AppError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(AppError::Malformed("the request body is empty".into()));
-    }
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| AppError::Malformed(format!("the body is not valid JSON: {e}")))?;
-    let serde_json::Value::Object(fields) = value else {
-        return Err(AppError::Malformed("the body must be a JSON object".into()));
-    };
-    let mut raw = RawRegistration::default();
-    for (key, value) in fields {
-        match value {
-            serde_json::Value::String(text) => raw.set(&key, text)?,
-            serde_json::Value::Null if key == "name" => {}
-            _ if matches!(key.as_str(), "email" | "password" | "name") => {
-                let field = match key.as_str() {
-                    "email" => "email",
-                    "password" => "password",
-                    _ => "name",
-                };
-                return Err(AppError::Invalid(crate::users::FieldError {
-                    field,
-                    message: "must be a string".into(),
-                }));
-            }
-            _ => return Err(AppError::UnknownField(key)),
-        }
-    }
-    Ok(raw)
-}
-
-/// `application/x-www-form-urlencoded`, strictly: invalid percent-encoding or UTF-8 is refused
-/// rather than silently replaced.
-fn parse_form(body: &[u8]) -> Result<RawRegistration, AppError> {
-    let decode = |part: &[u8]| -> Result<String, AppError> {
-        let plus_as_space: Vec<u8> = part
-            .iter()
-            .map(|&b| if b == b'+' { b' ' } else { b })
-            .collect();
-        percent_encoding::percent_decode(&plus_as_space)
-            .decode_utf8()
-            .map(|s| s.into_owned())
-            .map_err(|_| AppError::Malformed("the form is not valid UTF-8".into()))
-    };
-    let mut raw = RawRegistration::default();
-    for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
-        let mut halves = pair.splitn(2, |&b| b == b'=');
-        let key = decode(halves.next().unwrap_or_default())?;
-        let value = decode(halves.next().unwrap_or_default())?;
-        // Browsers send an empty optional field; treat it as absent.
-        if key == "name" && value.trim().is_empty() {
-            continue;
-        }
-        raw.set(&key, value)?;
-    }
-    Ok(raw)
+        .map_err(AppError::from);
+    answer(format, state, started, result)
 }
 
 #[derive(Template)]
@@ -342,7 +134,7 @@ struct ResultPage<'a> {
 }
 
 /// Answers in the request's format, with the server's time in `Server-Timing`.
-fn answer(
+pub(crate) fn answer(
     format: Format,
     state: &AppState,
     started: Instant,
@@ -378,38 +170,4 @@ fn answer(
         response.headers_mut().insert("server-timing", value);
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_with_unknown_field_is_refused() {
-        let err = parse_registration(
-            Format::Json,
-            br#"{"email":"a@b.co","password":"12345678","admin":true}"#,
-        )
-        .unwrap_err();
-        assert!(matches!(err, AppError::UnknownField(f) if f == "admin"));
-    }
-
-    #[test]
-    fn json_with_wrong_type_names_the_field() {
-        let err =
-            parse_registration(Format::Json, br#"{"email":42,"password":"12345678"}"#).unwrap_err();
-        assert!(matches!(err, AppError::Invalid(f) if f.field == "email"));
-    }
-
-    #[test]
-    fn form_is_decoded_strictly() {
-        let user = parse_registration(
-            Format::Form,
-            b"email=ada%40example.com&password=correct+horse&name=",
-        )
-        .expect("valid form");
-        assert_eq!(user.email.as_str(), "ada@example.com");
-        assert!(user.name.is_none());
-        assert!(parse_registration(Format::Form, b"email=%FF&password=12345678").is_err());
-    }
 }

@@ -13,24 +13,49 @@ use std::{
 };
 
 use anyhow::Context;
-use clap::Args;
-use futures::{StreamExt, future::BoxFuture};
+
+use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 
-use crate::{
+use signup_queue::{
     Application, Role, Settings,
-    admin::AdminBind,
-    config::HashCost,
-    events::{self, Consumer, ConsumerError, Deps, Envelope, JobInfo, UserRegistered},
+    config::{AdminBind, HashCost},
+    consumers::{self, Consumer, ConsumerError, Deps, JobInfo},
+    events::{Envelope, UserRegistered},
     mail::Mailer,
-    smtp_sink::{SinkConfig, SmtpSink},
+    queue::Wakeup,
+    signup::Signup,
     users::{Email, User, insert_user},
 };
 
-#[derive(Debug, Clone, Args)]
+use crate::smtp_sink::{SinkConfig, SmtpSink};
+
+/// The registration use case on `pool`, with the built-in consumers' queues, as the app builds it.
+fn signup_on(pool: &SqlitePool, mailer: Mailer) -> Signup {
+    let queues = consumers::built_in(&Deps {
+        pool: pool.clone(),
+        mailer: mailer.clone(),
+    })
+    .iter()
+    .map(|c| c.name())
+    .collect();
+    Signup::new(
+        pool.clone(),
+        mailer,
+        queues,
+        Wakeup::default(),
+        HashCost::Test,
+        10,
+    )
+}
+
+/// Measure sync vs async, peak shaving and the limits of this machine (starts all it needs on
+/// 127.0.0.1).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "signup-queue bench", version)]
 pub struct BenchArgs {
     /// A short run (well under a minute) with small counts, for CI.
     #[arg(long)]
@@ -70,6 +95,13 @@ pub struct BenchArgs {
     /// Where bench-results.json and the plots go.
     #[arg(long, default_value = "bench-out")]
     pub out: PathBuf,
+    /// Concurrent jobs per consumer queue in the app under test (WORKERS, as for `serve`).
+    #[arg(long, env = "WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: u16,
+    /// Password hashing in the app under test: `test` by default here (the bench measures the
+    /// queue, and says so), or `production`.
+    #[arg(long, env = "HASH_COST", value_enum, default_value_t = HashCost::Test)]
+    pub hash_cost: HashCost,
 }
 
 /// The scenarios `--only` can pick.
@@ -359,17 +391,14 @@ async fn latency_scenario(
 async fn transaction_scenario(plan: &Plan) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("tx.db").display());
-    let pool = crate::db::connect_and_migrate(&url).await?;
+    let pool = signup_queue::db::connect_and_migrate(&url).await?;
     let mailer = Mailer::new(
         "smtp://127.0.0.1:9",
         "Bench <bench@bench.local>",
         Duration::from_secs(1),
         1,
     )?;
-    let consumers: Vec<Arc<dyn Consumer>> = events::consumers(&Deps {
-        pool: pool.clone(),
-        mailer,
-    });
+    let signup = signup_on(&pool, mailer);
     let progress = bar(2 * plan.transactions, "SQLite: user with and without jobs");
     let mut results = serde_json::Map::new();
     for with_jobs in [false, true] {
@@ -380,9 +409,12 @@ async fn transaction_scenario(plan: &Plan) -> anyhow::Result<Value> {
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let t = Instant::now();
             let mut tx = pool.begin().await?;
-            let user_id = insert_user(&mut tx, &email, None, "$argon2id$bench").await?;
             if with_jobs {
-                events::publish_user_registered(&mut tx, &consumers, user_id, 10, None).await?;
+                signup
+                    .insert_and_publish(&mut tx, &email, None, "$argon2id$bench", None)
+                    .await?;
+            } else {
+                insert_user(&mut tx, &email, None, "$argon2id$bench").await?;
             }
             tx.commit().await?;
             let _ = h.record(t.elapsed().as_micros().max(1) as u64);
@@ -402,7 +434,7 @@ async fn transaction_scenario(plan: &Plan) -> anyhow::Result<Value> {
     results.insert(
         "consumers".into(),
         json!(
-            events::consumers(&Deps {
+            consumers::built_in(&Deps {
                 pool: pool.clone(),
                 mailer: Mailer::new(
                     "smtp://127.0.0.1:9",
@@ -646,24 +678,25 @@ async fn backlog_pipeline_scenario(
     let sink = SmtpSink::start(SinkConfig::with_latency_ms(latency_ms)).await?;
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("pipeline.db").display());
-    let pool = crate::db::connect_and_migrate(&url).await?;
-    let consumers: Vec<Arc<dyn Consumer>> = events::consumers(&Deps {
-        pool: pool.clone(),
-        mailer: Mailer::new(
+    let pool = signup_queue::db::connect_and_migrate(&url).await?;
+    let signup = signup_on(
+        &pool,
+        Mailer::new(
             &sink.smtp_url(),
             "Bench <bench@bench.local>",
             Duration::from_secs(1),
             1,
         )?,
-    });
+    );
     let fill = bar(n, "pipeline: registrations queued");
     for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
         let mut tx = pool.begin().await?;
         for i in chunk {
             let email = Email::parse(&format!("pipe-{i}@bench.local"))
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let user_id = insert_user(&mut tx, &email, None, "$argon2id$bench").await?;
-            events::publish_user_registered(&mut tx, &consumers, user_id, 10, None).await?;
+            signup
+                .insert_and_publish(&mut tx, &email, None, "$argon2id$bench", None)
+                .await?;
         }
         tx.commit().await?;
         fill.inc(chunk.len() as u64);
@@ -733,7 +766,7 @@ async fn drain_scenario(plan: &Plan, workers: u16) -> anyhow::Result<Value> {
     use apalis::prelude::*;
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("drain.db").display());
-    let pool = crate::db::connect_and_migrate(&url).await?;
+    let pool = signup_queue::db::connect_and_migrate(&url).await?;
     const QUEUE: &str = "bench_noop";
     let fill = bar(plan.finished + plan.backlog, "drain: filling the job table");
     let push = |n: usize| {
@@ -776,7 +809,7 @@ async fn drain_scenario(plan: &Plan, workers: u16) -> anyhow::Result<Value> {
     let token = tokio_util::sync::CancellationToken::new();
     let stop = token.clone();
     let monitor = Monitor::new().register(move |_| {
-        WorkerBuilder::new(crate::jobs::worker_name(QUEUE))
+        WorkerBuilder::new(signup_queue::queue::workers::worker_name(QUEUE))
             .backend(backend.clone())
             .concurrency(usize::from(workers))
             .build(noop)
@@ -848,7 +881,9 @@ async fn raw_smtp_scenario(n: usize, latency_ms: u64, workers: u16) -> anyhow::R
                     email: format!("raw{i}@bench.local"),
                     name: None,
                 };
-                mailer.send_welcome(&user).await.is_ok()
+                signup_queue::consumers::welcome::send_welcome(&mailer, &user)
+                    .await
+                    .is_ok()
             }
         })
         .buffer_unordered(usize::from(workers))
@@ -901,26 +936,20 @@ async fn raw_http_scenario(args: &BenchArgs, plan: &Plan) -> anyhow::Result<Valu
 /// Records, at handler start, how long ago the job was enqueued (job ids are ULIDs).
 struct PickupProbe(Arc<Mutex<Histogram<u64>>>);
 
+#[async_trait::async_trait]
 impl Consumer for PickupProbe {
     fn name(&self) -> &'static str {
         "bench_pickup_probe"
     }
-    fn handle<'a>(
-        &'a self,
-        _event: &'a Envelope<UserRegistered>,
-        job: &'a JobInfo,
-    ) -> BoxFuture<'a, Result<(), ConsumerError>> {
-        Box::pin(async move {
-            let waited = ulid::Ulid::from_string(&job.id).ok().and_then(|u| {
-                std::time::SystemTime::now()
-                    .duration_since(u.datetime())
-                    .ok()
-            });
-            if let (Some(waited), Ok(mut h)) = (waited, self.0.lock()) {
-                let _ = h.record(waited.as_micros().max(1) as u64);
-            }
-            Ok(())
-        })
+    async fn handle(
+        &self,
+        _event: &Envelope<UserRegistered>,
+        job: &JobInfo,
+    ) -> Result<(), ConsumerError> {
+        if let (Some(waited), Ok(mut h)) = (job.queue_wait(), self.0.lock()) {
+            let _ = h.record(waited.as_micros().max(1) as u64);
+        }
+        Ok(())
     }
 }
 
@@ -1004,12 +1033,12 @@ async fn pickup_scenario(plan: &Plan, workers: u16, hash_cost: HashCost) -> anyh
 }
 
 async fn hash_time(cost: HashCost) -> anyhow::Result<f64> {
-    let password = crate::users::Password::parse("correct horse battery")
+    let password = signup_queue::users::Password::parse("correct horse battery")
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut h = histogram();
     for _ in 0..20 {
         let t = Instant::now();
-        crate::users::hash_password(password.clone(), cost).await?;
+        signup_queue::users::hash_password(password.clone(), cost).await?;
         let _ = h.record(t.elapsed().as_micros().max(1) as u64);
     }
     Ok(h.value_at_quantile(0.5) as f64 / 1000.0)
@@ -1035,7 +1064,8 @@ fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { 0.0 }
 }
 
-pub async fn run(args: BenchArgs, workers: u16, hash_cost: HashCost) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (workers, hash_cost) = (args.workers, args.hash_cost);
     let plan = args.plan();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;

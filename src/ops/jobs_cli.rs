@@ -9,7 +9,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 
 use crate::{
     db,
-    jobs::admin::{self, JobRow},
+    queue::{Job, JobState, inspect},
 };
 
 #[derive(Debug, Subcommand)]
@@ -19,8 +19,8 @@ pub enum JobsCommand {
     /// The latest jobs, newest first.
     List {
         /// Only jobs in this state.
-        #[arg(long, value_parser = ["pending", "running", "retrying", "done", "failed"])]
-        status: Option<String>,
+        #[arg(long, value_enum)]
+        status: Option<JobState>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: i64,
@@ -61,7 +61,7 @@ pub async fn run(database_url: &str, command: JobsCommand) -> anyhow::Result<()>
     let pool = db::connect_and_migrate(database_url).await?;
     match command {
         JobsCommand::Stats(output) => {
-            let stats = admin::stats(&pool).await?;
+            let stats = inspect::stats(&pool).await?;
             if output.json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);
             } else if stats.is_empty() {
@@ -102,24 +102,22 @@ pub async fn run(database_url: &str, command: JobsCommand) -> anyhow::Result<()>
             status,
             limit,
             output,
-        } => print_jobs(
-            &admin::list(&pool, status.as_deref(), limit).await?,
+        } => print_jobs(&inspect::list(&pool, status, limit).await?, &output)?,
+        JobsCommand::Failed { limit, output } => print_jobs(
+            &inspect::list(&pool, Some(JobState::Failed), limit).await?,
             &output,
         )?,
-        JobsCommand::Failed { limit, output } => {
-            print_jobs(&admin::list(&pool, Some("failed"), limit).await?, &output)?
-        }
         JobsCommand::Retry { id: Some(id), .. } => {
-            admin::retry(&pool, &id).await?;
+            inspect::retry(&pool, &id).await?;
             println!("job {id} is back in the queue");
         }
         JobsCommand::Retry { id: None, .. } => {
-            let n = admin::retry_all_failed(&pool).await?;
+            let n = inspect::retry_all_failed(&pool).await?;
             println!("{n} failed job(s) back in the queue");
         }
         JobsCommand::PurgeDone { older_than } => {
             let secs = i64::try_from(older_than.as_secs()).context("--older-than is too large")?;
-            let n = admin::purge_done(&pool, secs).await?;
+            let n = inspect::purge_done(&pool, secs).await?;
             println!(
                 "deleted {n} done job(s) finished more than {} ago",
                 humantime::format_duration(older_than)
@@ -138,7 +136,7 @@ fn table(header: &[&str]) -> Table {
     table
 }
 
-fn print_jobs(jobs: &[JobRow], output: &Output) -> anyhow::Result<()> {
+fn print_jobs(jobs: &[Job], output: &Output) -> anyhow::Result<()> {
     if output.json {
         println!("{}", serde_json::to_string_pretty(jobs)?);
         return Ok(());
@@ -166,7 +164,7 @@ fn print_jobs(jobs: &[JobRow], output: &Output) -> anyhow::Result<()> {
         table.add_row(vec![
             job.id.clone(),
             job.queue.clone(),
-            job.status.to_owned(),
+            job.status.to_string(),
             format!("{}/{}", job.attempts, job.max_attempts),
             run_at,
             error,

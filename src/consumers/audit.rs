@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use sqlx::SqlitePool;
 
 use crate::{
-    events::{Consumer, ConsumerError, Deps, Envelope, JobInfo, UserRegistered},
-    jobs::batch::BatchWriter,
+    consumers::{Consumer, ConsumerError, Deps, JobInfo},
+    db::batch::BatchWriter,
+    events::{Envelope, UserRegistered},
 };
 
 pub const AUDIT_QUEUE: &str = "audit_log";
 
-/// Rows are written in batches with other jobs' rows (see `jobs::batch`); `handle` returns once
+/// Rows are written in batches with other jobs' rows (see `db::batch`); `handle` returns once
 /// its own row is committed.
 pub struct AuditLog {
     rows: BatchWriter<Envelope<UserRegistered>>,
@@ -49,23 +49,22 @@ async fn record(
     Ok(())
 }
 
+#[async_trait::async_trait]
 impl Consumer for AuditLog {
     fn name(&self) -> &'static str {
         AUDIT_QUEUE
     }
 
-    fn handle<'a>(
-        &'a self,
-        event: &'a Envelope<UserRegistered>,
-        _job: &'a JobInfo,
-    ) -> BoxFuture<'a, Result<(), ConsumerError>> {
-        Box::pin(async move {
-            self.rows
-                .write(event.clone())
-                .await
-                .map_err(|e| ConsumerError::Retry(Box::new(e)))?;
-            tracing::info!("audit event recorded");
-            Ok(())
-        })
+    async fn handle(
+        &self,
+        event: &Envelope<UserRegistered>,
+        _job: &JobInfo,
+    ) -> Result<(), ConsumerError> {
+        self.rows
+            .write(event.clone())
+            .await
+            .map_err(ConsumerError::retry)?;
+        tracing::info!("audit event recorded");
+        Ok(())
     }
 }

@@ -1,76 +1,13 @@
-//! Operator queries on the job table: counts, listings, retrying failed jobs, retention.
-//! Used by `signup-queue jobs ...`; they work on the database directly, no server needed.
+//! Queries on the job table for operators and status panels: counts, listings, retrying failed
+//! jobs, retention. The `jobs` CLI, the admin listener, `/metrics` and the page's queue panel
+//! read the queue through these; they work on the database directly, no server needed.
 
 use sqlx::SqlitePool;
 
-use crate::jobs::status::public_status;
-
-/// One job as an operator sees it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct JobRow {
-    pub id: String,
-    pub queue: String,
-    pub status: &'static str,
-    pub attempts: i64,
-    pub max_attempts: i64,
-    /// Unix seconds: when it runs (pending), ran (running), or is retried (retrying).
-    pub run_at: i64,
-    pub done_at: Option<i64>,
-    pub last_error: Option<String>,
-}
-
-#[derive(sqlx::FromRow)]
-struct RawJob {
-    id: String,
-    job_type: String,
-    status: String,
-    attempts: i64,
-    max_attempts: i64,
-    run_at: i64,
-    done_at: Option<i64>,
-    last_result: Option<String>,
-}
-
-impl From<RawJob> for JobRow {
-    fn from(raw: RawJob) -> Self {
-        let status = public_status(&raw.status, raw.attempts, raw.max_attempts);
-        let last_error = if status == "done" {
-            None
-        } else {
-            raw.last_result
-                .as_deref()
-                .and_then(crate::jobs::status::error_text)
-        };
-        JobRow {
-            id: raw.id,
-            queue: raw.job_type,
-            status,
-            attempts: raw.attempts,
-            max_attempts: raw.max_attempts,
-            run_at: raw.run_at,
-            done_at: raw.done_at,
-            last_error,
-        }
-    }
-}
-
-/// The public statuses as SQL conditions on the job table; the same mapping as
-/// [`public_status`], which a test checks.
-pub fn status_condition(status: &str) -> Option<&'static str> {
-    Some(match status {
-        "pending" => "(status IN ('Pending', 'Queued') AND attempts = 0)",
-        "running" => "(status = 'Running')",
-        "retrying" => {
-            "((status IN ('Pending', 'Queued') AND attempts > 0) OR (status = 'Failed' AND attempts < max_attempts))"
-        }
-        "done" => "(status = 'Done')",
-        "failed" => FAILED,
-        _ => return None,
-    })
-}
+use crate::queue::state::{Job, JobRow, JobState, SELECT_JOBS};
 
 /// Failed for good: attempts exhausted, or aborted.
-const FAILED: &str = "(status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts))";
+const FAILED: &str = JobState::Failed.sql_condition();
 
 /// Counts per queue and public status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
@@ -86,7 +23,7 @@ pub struct QueueStats {
 }
 
 pub async fn stats(pool: &SqlitePool) -> Result<Vec<QueueStats>, sqlx::Error> {
-    let condition = |s| status_condition(s).unwrap_or("0");
+    use JobState::*;
     let sql = format!(
         "SELECT job_type AS queue,
                 COALESCE(SUM({}), 0) AS pending, COALESCE(SUM({}), 0) AS running,
@@ -94,36 +31,46 @@ pub async fn stats(pool: &SqlitePool) -> Result<Vec<QueueStats>, sqlx::Error> {
                 COALESCE(SUM({}), 0) AS failed,
                 MIN(CASE WHEN {} OR {} THEN run_at END) AS oldest_waiting_run_at
          FROM Jobs GROUP BY job_type ORDER BY job_type",
-        condition("pending"),
-        condition("running"),
-        condition("retrying"),
-        condition("done"),
-        condition("failed"),
-        condition("pending"),
-        condition("retrying"),
+        Pending.sql_condition(),
+        Running.sql_condition(),
+        Retrying.sql_condition(),
+        Done.sql_condition(),
+        Failed.sql_condition(),
+        Pending.sql_condition(),
+        Retrying.sql_condition(),
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .fetch_all(pool)
         .await
 }
 
-const SELECT_JOBS: &str =
-    "SELECT id, job_type, status, attempts, max_attempts, run_at, done_at, last_result FROM Jobs";
+impl QueueStats {
+    /// The count of one state.
+    pub fn count(&self, state: JobState) -> i64 {
+        match state {
+            JobState::Pending => self.pending,
+            JobState::Running => self.running,
+            JobState::Retrying => self.retrying,
+            JobState::Done => self.done,
+            JobState::Failed => self.failed,
+        }
+    }
+}
 
-/// Latest jobs first (ids are ULIDs: time-ordered), optionally of one public status.
+/// Latest jobs first (ids are ULIDs: time-ordered), optionally of one state.
 pub async fn list(
     pool: &SqlitePool,
-    status: Option<&str>,
+    state: Option<JobState>,
     limit: i64,
-) -> Result<Vec<JobRow>, sqlx::Error> {
-    let filter = status.and_then(status_condition).unwrap_or("1");
-    let rows: Vec<RawJob> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+) -> Result<Vec<Job>, sqlx::Error> {
+    let filter = state.map_or("1", JobState::sql_condition);
+    let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT_JOBS} WHERE {filter} ORDER BY id DESC LIMIT ?1"
     )))
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(JobRow::from).collect())
+    Ok(rows.into_iter().map(Job::from).collect())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +78,7 @@ pub enum RetryError {
     #[error("no job with id {0}")]
     Unknown(String),
     #[error("job {id} is {status}, not failed: only failed jobs are retried")]
-    NotFailed { id: String, status: &'static str },
+    NotFailed { id: String, status: JobState },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -150,7 +97,7 @@ pub async fn retry(pool: &SqlitePool, id: &str) -> Result<(), RetryError> {
     if done.rows_affected() == 1 {
         return Ok(());
     }
-    match crate::jobs::status::job_status(pool, id).await? {
+    match crate::queue::state::find_job(pool, id).await? {
         None => Err(RetryError::Unknown(id.to_owned())),
         Some(job) => Err(RetryError::NotFailed {
             id: id.to_owned(),

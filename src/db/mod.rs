@@ -1,4 +1,7 @@
-//! The SQLite pool (pragmas chosen here, not by apalis) and both sets of migrations.
+//! The SQLite pool (pragmas chosen here, not by apalis), both sets of migrations, and the
+//! group-commit writer the consumers' small writes go through.
+
+pub mod batch;
 
 use std::{path::Path, str::FromStr, time::Duration};
 

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use askama::Template;
-use futures::future::BoxFuture;
 use rand::Rng;
 use sqlx::SqlitePool;
 
 use crate::{
-    events::{Consumer, ConsumerError, Deps, Envelope, JobInfo, UserRegistered},
-    jobs::batch::BatchWriter,
+    consumers::{Consumer, ConsumerError, Deps, JobInfo},
+    db::batch::BatchWriter,
+    events::{Envelope, UserRegistered},
     mail::Mailer,
     users::find_user,
 };
@@ -35,7 +35,7 @@ struct CouponHtml<'a> {
 pub struct SignupCoupon {
     pool: SqlitePool,
     mailer: Mailer,
-    /// "Mailed" marks, batched with other jobs' (see `jobs::batch`).
+    /// "Mailed" marks, batched with other jobs' (see `db::batch`).
     mailed: BatchWriter<i64>,
 }
 
@@ -99,55 +99,54 @@ fn new_code() -> String {
     format!("WELCOME-{tail}")
 }
 
-fn retry(e: impl std::error::Error + Send + Sync + 'static) -> ConsumerError {
-    ConsumerError::Retry(Box::new(e))
-}
-
+#[async_trait::async_trait]
 impl Consumer for SignupCoupon {
     fn name(&self) -> &'static str {
         COUPON_QUEUE
     }
 
-    fn handle<'a>(
-        &'a self,
-        event: &'a Envelope<UserRegistered>,
-        _job: &'a JobInfo,
-    ) -> BoxFuture<'a, Result<(), ConsumerError>> {
-        Box::pin(async move {
-            let user_id = event.payload.user_id;
-            let user = find_user(&self.pool, user_id)
-                .await
-                .map_err(retry)?
-                .ok_or_else(|| {
-                    ConsumerError::Abort(format!("user {user_id} does not exist").into())
-                })?;
-            let (code, mailed) = self.issue(user_id).await.map_err(retry)?;
-            if mailed {
-                tracing::info!("coupon already issued and mailed; nothing sent");
-                return Ok(());
-            }
-            let greeting_name = user.name.as_deref().unwrap_or(&user.email);
-            let text = CouponText {
-                greeting_name,
-                code: &code,
-            }
-            .render()
-            .map_err(retry)?;
-            let html = CouponHtml {
-                greeting_name,
-                code: &code,
-            }
-            .render()
-            .map_err(retry)?;
-            let message_id = self.mailer.message_id("coupon", user_id);
-            let message = self
-                .mailer
-                .compose(&user, SUBJECT, &message_id, text, html)
-                .map_err(retry)?;
-            self.mailer.send(message).await.map_err(retry)?;
-            self.mailed.write(user_id).await.map_err(retry)?;
-            tracing::info!("signup coupon issued and mailed");
-            Ok(())
-        })
+    async fn handle(
+        &self,
+        event: &Envelope<UserRegistered>,
+        _job: &JobInfo,
+    ) -> Result<(), ConsumerError> {
+        let user_id = event.payload.user_id;
+        let user = find_user(&self.pool, user_id)
+            .await
+            .map_err(ConsumerError::retry)?
+            .ok_or_else(|| ConsumerError::abort(format!("user {user_id} does not exist")))?;
+        let (code, mailed) = self.issue(user_id).await.map_err(ConsumerError::retry)?;
+        if mailed {
+            tracing::info!("coupon already issued and mailed; nothing sent");
+            return Ok(());
+        }
+        let greeting_name = user.name.as_deref().unwrap_or(&user.email);
+        let text = CouponText {
+            greeting_name,
+            code: &code,
+        }
+        .render()
+        .map_err(ConsumerError::retry)?;
+        let html = CouponHtml {
+            greeting_name,
+            code: &code,
+        }
+        .render()
+        .map_err(ConsumerError::retry)?;
+        let message_id = self.mailer.message_id("coupon", user_id);
+        let message = self
+            .mailer
+            .compose(&user, SUBJECT, &message_id, text, html)
+            .map_err(ConsumerError::retry)?;
+        self.mailer
+            .send(message)
+            .await
+            .map_err(ConsumerError::retry)?;
+        self.mailed
+            .write(user_id)
+            .await
+            .map_err(ConsumerError::retry)?;
+        tracing::info!("signup coupon issued and mailed");
+        Ok(())
     }
 }

@@ -1,12 +1,13 @@
-//! Outgoing mail: SMTP through lettre (a pool of plain connections with TCP_NODELAY for
-//! `smtp://host:port`, lettre's own pooled transport for TLS or credentials) and the welcome mail
-//! rendered from
-//! `templates/email/` (multipart: plain text and HTML).
+//! Outgoing mail: a [`Mailer`] composes a message from MAIL_FROM to a user and sends it over
+//! SMTP through lettre (our pool of plain connections with TCP_NODELAY for `smtp://host:port`,
+//! see `smtp_pool`; lettre's own pooled transport for TLS or credentials), within a timeout and
+//! a cap on concurrent sessions. What a mail says belongs to the consumer that sends it.
+
+mod smtp_pool;
 
 use std::time::Duration;
 
 use anyhow::Context;
-use askama::Template;
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, MultiPart, header::MessageId},
@@ -14,22 +15,6 @@ use lettre::{
 };
 
 use crate::users::User;
-
-#[derive(Template)]
-#[template(path = "email/welcome.txt")]
-struct WelcomeText<'a> {
-    greeting_name: &'a str,
-    email: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "email/welcome.html")]
-struct WelcomeHtml<'a> {
-    greeting_name: &'a str,
-    email: &'a str,
-}
-
-pub const WELCOME_SUBJECT: &str = "Welcome to Signup Queue";
 
 /// Sends mail over SMTP with a connection pool (one pool per process, at most `max_connections`).
 #[derive(Clone)]
@@ -65,7 +50,7 @@ impl Mailer {
             .parse()
             .with_context(|| format!("MAIL_FROM {from:?} is not a mailbox"))?;
         let transport = match direct_address(smtp_url) {
-            Some(address) => Transport::Direct(std::sync::Arc::new(DirectSmtp::new(
+            Some(address) => Transport::Direct(std::sync::Arc::new(smtp_pool::DirectSmtp::new(
                 address,
                 max_connections as usize,
             ))),
@@ -92,12 +77,6 @@ impl Mailer {
             limit: Some(std::sync::Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
             ..self.clone()
         }
-    }
-
-    /// The stable Message-ID of a user's welcome mail: a receiver that deduplicates on it sees a
-    /// re-sent welcome as the same message.
-    pub fn welcome_message_id(&self, user_id: i64) -> String {
-        self.message_id("welcome", user_id)
     }
 
     /// A stable Message-ID for the mail of `kind` to a user, in the sender's domain.
@@ -127,15 +106,6 @@ impl Mailer {
             .header(MessageId::from(message_id.to_owned()))
             .multipart(MultiPart::alternative_plain_html(text, html))
             .map_err(|e| SendError::Build(e.to_string()))
-    }
-
-    /// Renders and sends the welcome mail; returns the Message-ID it carried.
-    #[tracing::instrument(skip_all, fields(user_id = user.id))]
-    pub async fn send_welcome(&self, user: &User) -> Result<String, SendError> {
-        let message_id = self.welcome_message_id(user.id);
-        let message = self.render_welcome(user, &message_id)?;
-        self.send(message).await?;
-        Ok(message_id)
     }
 
     /// Sends one message within the timeout (and the concurrency limit, if any).
@@ -181,23 +151,6 @@ impl Mailer {
         }
     }
 
-    pub fn render_welcome(&self, user: &User, message_id: &str) -> Result<Message, SendError> {
-        let greeting_name = user.name.as_deref().unwrap_or(&user.email);
-        let text = WelcomeText {
-            greeting_name,
-            email: &user.email,
-        }
-        .render()
-        .map_err(|e| SendError::Build(e.to_string()))?;
-        let html = WelcomeHtml {
-            greeting_name,
-            email: &user.email,
-        }
-        .render()
-        .map_err(|e| SendError::Build(e.to_string()))?;
-        self.compose(user, WELCOME_SUBJECT, message_id, text, html)
-    }
-
     /// Opens a connection and says NOOP: is the mail server up?
     pub async fn is_reachable(&self) -> bool {
         matches!(
@@ -217,7 +170,7 @@ impl Mailer {
 
 #[derive(Clone)]
 enum Transport {
-    Direct(std::sync::Arc<DirectSmtp>),
+    Direct(std::sync::Arc<smtp_pool::DirectSmtp>),
     Lettre(AsyncSmtpTransport<Tokio1Executor>),
 }
 
@@ -241,82 +194,4 @@ fn direct_address(smtp_url: &str) -> Option<String> {
             format!("{host_port}:25")
         },
     )
-}
-
-/// Plain SMTP connections kept open between sends, with TCP_NODELAY. lettre writes the message
-/// and its final `.` in two writes; with Nagle's algorithm on, the second waits for the server's
-/// delayed ACK (about 40 ms a mail on Linux). lettre's pooled transport cannot set the option,
-/// and it returns connections to its pool from a spawned task, so a send that follows at once
-/// opens one more connection than the concurrency limit allows. This pool does neither.
-struct DirectSmtp {
-    address: String,
-    idle: tokio::sync::Mutex<Vec<lettre::transport::smtp::client::AsyncSmtpConnection>>,
-    max_idle: usize,
-    hello: lettre::transport::smtp::extension::ClientId,
-}
-
-impl DirectSmtp {
-    fn new(address: String, max_idle: usize) -> Self {
-        DirectSmtp {
-            address,
-            idle: tokio::sync::Mutex::new(Vec::new()),
-            max_idle: max_idle.max(1),
-            hello: lettre::transport::smtp::extension::ClientId::default(),
-        }
-    }
-
-    async fn connect(
-        &self,
-    ) -> Result<lettre::transport::smtp::client::AsyncSmtpConnection, SendError> {
-        let stream = tokio::net::TcpStream::connect(&self.address)
-            .await
-            .map_err(|e| SendError::Connect(format!("{}: {e}", self.address)))?;
-        let _ = stream.set_nodelay(true);
-        Ok(
-            lettre::transport::smtp::client::AsyncSmtpConnection::connect_with_transport(
-                Box::new(stream),
-                &self.hello,
-            )
-            .await?,
-        )
-    }
-
-    async fn send(&self, message: &Message) -> Result<(), SendError> {
-        let bytes = message.formatted();
-        let reused = self.idle.lock().await.pop();
-        let was_reused = reused.is_some();
-        let mut conn = match reused {
-            Some(conn) => conn,
-            None => self.connect().await?,
-        };
-        let mut result = conn.send(message.envelope(), &bytes).await;
-        if result.is_err() && was_reused {
-            // The server may have closed an idle connection: one more try on a fresh one.
-            conn.abort().await;
-            conn = self.connect().await?;
-            result = conn.send(message.envelope(), &bytes).await;
-        }
-        match result {
-            Ok(_) => {
-                let mut idle = self.idle.lock().await;
-                if idle.len() < self.max_idle {
-                    idle.push(conn);
-                } else {
-                    drop(idle);
-                    let _ = conn.quit().await;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                conn.abort().await;
-                Err(e.into())
-            }
-        }
-    }
-
-    async fn test_connection(&self) -> Result<bool, SendError> {
-        let mut conn = self.connect().await?;
-        let _ = conn.quit().await;
-        Ok(true)
-    }
 }

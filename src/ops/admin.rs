@@ -3,13 +3,7 @@
 //! The board has no authentication of its own and its API can enqueue jobs, so every route here
 //! sits behind `ADMIN_TOKEN` (a bearer token), which is mandatory off loopback.
 
-use std::net::SocketAddr;
-
-use apalis_board::axum::{
-    framework::{ApiBuilder, RegisterRoute},
-    ui::ServeUI,
-};
-use apalis_sqlite::{Config, SqliteStorage};
+use apalis_board::axum::ui::ServeUI;
 use axum::{
     Json, Router,
     extract::{Path, Request, State},
@@ -21,40 +15,10 @@ use axum::{
 use sqlx::SqlitePool;
 use subtle::ConstantTimeEq;
 
-use crate::{events::QueuedMessage, jobs::admin::RetryError};
-
-/// Where the admin listener binds, from `ADMIN_BIND` (`off` disables it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminBind {
-    Off,
-    At(SocketAddr),
-}
-
-impl std::str::FromStr for AdminBind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.eq_ignore_ascii_case("off") {
-            return Ok(AdminBind::Off);
-        }
-        s.parse()
-            .map(AdminBind::At)
-            .map_err(|e| format!("{s:?} is neither `off` nor an address like 127.0.0.1:3001: {e}"))
-    }
-}
-
-/// Refuses a public admin listener without a token.
-pub fn check_exposure(bind: AdminBind, token: Option<&str>) -> anyhow::Result<()> {
-    if let AdminBind::At(addr) = bind
-        && !addr.ip().is_loopback()
-        && token.is_none_or(str::is_empty)
-    {
-        anyhow::bail!(
-            "ADMIN_BIND={addr} is not a loopback address: set ADMIN_TOKEN (the dashboard can enqueue and retry jobs), \
-             bind it to 127.0.0.1, or turn it off with ADMIN_BIND=off"
-        );
-    }
-    Ok(())
-}
+use crate::queue::{
+    JobState,
+    inspect::{self, RetryError},
+};
 
 #[derive(Clone)]
 struct AdminState {
@@ -63,15 +27,8 @@ struct AdminState {
 }
 
 pub fn router(pool: SqlitePool, token: Option<String>, queues: &[&'static str]) -> Router {
-    let mut board = ApiBuilder::new(Router::new());
-    for queue in queues {
-        let storage =
-            SqliteStorage::<QueuedMessage>::new(&pool).with_config(Config::default().queue(*queue));
-        board = board.register(queue, storage);
-    }
     // The board's live event stream (`/api/v1/events`) reads the process's log lines.
-    let board_api = board
-        .build()
+    let board_api = crate::queue::dashboard::board_api(&pool, queues)
         .layer(axum::Extension(crate::telemetry::board_events()));
     let state = AdminState {
         pool,
@@ -107,19 +64,30 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
     next.run(request).await
 }
 
+/// Prometheus text format, with the queue depth gauges refreshed from the job table first.
 async fn metrics(State(state): State<AdminState>) -> Response {
+    match inspect::stats(&state.pool).await {
+        Ok(stats) => {
+            for s in stats {
+                for job_state in JobState::ALL {
+                    crate::metrics::queue_depth(&s.queue, job_state.as_str(), s.count(job_state));
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read queue depth for /metrics"),
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&state.pool).await,
+        crate::metrics::render(),
     )
         .into_response()
 }
 
 async fn retry(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
-    let (status, code, message) = match crate::jobs::admin::retry(&state.pool, &id).await {
+    let (status, code, message) = match inspect::retry(&state.pool, &id).await {
         Ok(()) => {
             tracing::info!(job_id = %id, "failed job put back in the queue from the admin listener");
             return Json(serde_json::json!({"id": id, "status": "pending"})).into_response();

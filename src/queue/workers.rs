@@ -1,0 +1,208 @@
+//! The worker side of the queue: one apalis worker per consumer queue, woken by this process's
+//! enqueues and by polling, each job's outcome turned into done, a retry with backoff, or a
+//! failure for good.
+
+use std::{sync::Arc, time::Duration};
+
+use apalis::prelude::*;
+use apalis_sqlite::{Config, SqliteStorage};
+use sqlx::SqlitePool;
+
+use crate::{
+    consumers::{Consumer, ConsumerError, JobInfo},
+    events::QueuedMessage,
+    queue::{
+        publish::REQUEST_ID,
+        retry::{RetrySchedule, schedule_retry},
+        wakeup::Wakeup,
+    },
+};
+
+/// Settings of one worker process's pool (per consumer queue).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub concurrency: usize,
+    pub poll_interval: Duration,
+    pub heartbeat: Duration,
+    pub retry: RetrySchedule,
+    pub max_attempts: u32,
+}
+
+/// A unique worker name per process and start: a restarted worker must never collide with the
+/// name of one still inside the heartbeat window.
+pub fn worker_name(queue: &str) -> String {
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "host".into());
+    let suffix = ulid::Ulid::generate().to_string();
+    format!(
+        "{queue}-{host}-{}-{}",
+        std::process::id(),
+        &suffix[suffix.len() - 6..]
+    )
+}
+
+/// What a consumer's worker shares across its jobs.
+#[derive(Clone)]
+struct Runtime {
+    consumer: Arc<dyn Consumer>,
+    pool: SqlitePool,
+    retry: RetrySchedule,
+    max_attempts: u32,
+}
+
+#[tracing::instrument(
+    skip_all,
+    fields(
+        consumer = ctx.consumer.name(),
+        job_id = %task_id,
+        attempt = attempt.current(),
+        request_id = metadata.get(REQUEST_ID).unwrap_or("-"),
+        user_id,
+    )
+)]
+async fn run_consumer(
+    message: QueuedMessage,
+    task_id: TaskId,
+    attempt: Attempt,
+    metadata: MetadataStore,
+    ctx: Data<Runtime>,
+) -> Result<(), BoxDynError> {
+    let queue = ctx.consumer.name();
+    let job = JobInfo {
+        id: task_id.to_string(),
+        attempt: attempt.current(),
+    };
+    let started = std::time::Instant::now();
+    crate::metrics::job_started(queue, job.queue_wait());
+    let outcome = match message.into_user_registered() {
+        Err(e) => {
+            tracing::error!(error = %e, "message refused; job failed");
+            Err(ConsumerError::abort(e.to_string()))
+        }
+        Ok(event) => {
+            tracing::Span::current().record("user_id", event.payload.user_id);
+            ctx.consumer.handle(&event, &job).await
+        }
+    };
+    let last_attempt = job.attempt >= ctx.max_attempts as usize;
+    let (result, label) = match outcome {
+        Ok(()) => (Ok(()), "succeeded"),
+        Err(ConsumerError::Abort(e)) => {
+            tracing::warn!(error = %e, "job aborted: retrying cannot help");
+            (Err(AbortError::new(e).into()), "failed")
+        }
+        Err(ConsumerError::Retry(e)) => {
+            let delay = ctx.retry.delay_after(job.attempt);
+            if let Err(db) = schedule_retry(&ctx.pool, &job.id, delay).await {
+                tracing::error!(error = %db, "cannot schedule the retry; it runs without delay");
+            }
+            if last_attempt {
+                tracing::error!(error = %e, "job failed for good: attempts exhausted");
+            } else {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+            }
+            (Err(e), if last_attempt { "failed" } else { "retried" })
+        }
+    };
+    crate::metrics::job_finished(queue, label, started.elapsed());
+    result
+}
+
+/// A worker that stops with an error (e.g. a job row it cannot decode) is restarted, so one bad
+/// row cannot silence a queue for good; more than 10 restarts a minute means something is
+/// broken for real, and the worker stays down (the logs say why).
+fn restart_unless_looping(worker: &WorkerContext, error: &WorkerError) -> bool {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static RESTARTS: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
+    let Ok(mut restarts) = RESTARTS.lock() else {
+        return false;
+    };
+    restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
+    if restarts.len() >= 10 {
+        tracing::error!(worker = worker.name(), %error, "worker stopped with an error; too many restarts, leaving it down");
+        return false;
+    }
+    restarts.push(Instant::now());
+    tracing::error!(worker = worker.name(), %error, "worker stopped with an error; restarting it");
+    true
+}
+
+/// One worker per consumer, all woken by the same enqueue signal.
+pub fn run_workers(
+    consumers: &[Arc<dyn Consumer>],
+    pool: &SqlitePool,
+    wakeup: &Wakeup,
+    settings: &PoolSettings,
+) -> WorkerPool {
+    WorkerPool {
+        monitor: register_workers(Monitor::new(), consumers, pool, wakeup, settings),
+    }
+}
+
+/// The workers of one process, ready to run.
+pub struct WorkerPool {
+    monitor: Monitor,
+}
+
+impl WorkerPool {
+    /// Runs until `stop` is cancelled, then lets the jobs in flight finish within `grace`; jobs
+    /// fetched but not started go back to the queue.
+    pub async fn run_until(
+        self,
+        stop: tokio_util::sync::CancellationToken,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        self.monitor
+            .shutdown_timeout(grace)
+            .run_with_signal(async move {
+                stop.cancelled().await;
+                Ok(())
+            })
+            .await
+            .map_err(anyhow::Error::from)
+    }
+}
+
+fn register_workers(
+    mut monitor: Monitor,
+    consumers: &[Arc<dyn Consumer>],
+    pool: &SqlitePool,
+    wakeup: &Wakeup,
+    settings: &PoolSettings,
+) -> Monitor {
+    monitor = monitor.should_restart(restart_unless_looping);
+    for consumer in consumers {
+        let runtime = Runtime {
+            consumer: Arc::clone(consumer),
+            pool: pool.clone(),
+            retry: settings.retry,
+            max_attempts: settings.max_attempts,
+        };
+        let wakeup = wakeup.clone();
+        let settings = settings.clone();
+        monitor = monitor.register(move |_| {
+            let queue = runtime.consumer.name();
+            let config = Config::default()
+                .queue(queue)
+                // Fetch ahead of the concurrency limit so a freed slot finds its next job waiting.
+                .batch_size(settings.concurrency * 4)
+                .heartbeat_interval(settings.heartbeat);
+            let strategy = Strategy::new()
+                .stream(wakeup.subscribe())
+                .interval(settings.poll_interval);
+            let backend = SqliteStorage::<QueuedMessage>::new(&runtime.pool)
+                .with_config(config)
+                .poll_with_strategy(strategy);
+            WorkerBuilder::new(worker_name(queue))
+                .backend(backend)
+                .data(runtime.clone())
+                .catch_panic()
+                .concurrency(settings.concurrency)
+                .build(run_consumer)
+        });
+    }
+    monitor
+}

@@ -1,0 +1,11 @@
+//! Tools around signup-queue, kept out of the product's library so that `serve` carries none of
+//! their dependencies:
+//! - [`bench`]: `signup-queue bench`, what the queue buys measured against this machine's limits;
+//! - [`smtp_sink`]: a measuring SMTP server (latency, session cap, counts) for the bench and tests;
+//! - [`redis_queue`]: `signup-queue redis`, the chapter's LPUSH/BRPOP exercise and its variants;
+//! - [`testkit`]: the real application on port 0 with a temporary database, for tests and the bench.
+
+pub mod bench;
+pub mod redis_queue;
+pub mod smtp_sink;
+pub mod testkit;
