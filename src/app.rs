@@ -13,10 +13,13 @@ use crate::{
     consumers::{self, Consumer},
     db,
     dev_inbox::DevInbox,
-    mail::Mailer,
+    mail::{MailServerProbe, Mailer},
     queue::{self, PoolSettings, RetrySchedule, Wakeup},
     signup::Signup,
-    web::{self, AppState},
+    web::{
+        self, AppState,
+        feed::{QueueFeed, StreamLimits},
+    },
 };
 
 /// Which halves of the application this process runs.
@@ -66,6 +69,18 @@ impl Application {
     ) -> anyhow::Result<Application> {
         settings.check_admin_exposure()?;
         let pool = db::connect_and_migrate(&settings.database_url).await?;
+        if settings.smtp_url.is_none()
+            && role == Role::All
+            && !settings.bind.ip().is_loopback()
+            && !settings.allow_public_dev_inbox
+        {
+            anyhow::bail!(
+                "BIND={} is not a loopback address and SMTP_URL is not set: the embedded development \
+                 inbox would show every user's mail at /dev/mailbox to anyone who can reach it. Set \
+                 SMTP_URL to a real mail server, bind to 127.0.0.1, or accept it with ALLOW_PUBLIC_DEV_INBOX=true",
+                settings.bind
+            );
+        }
         let inbox = match (&settings.smtp_url, role) {
             (Some(_), _) => None,
             (None, Role::All) => Some(
@@ -127,10 +142,14 @@ impl Application {
             settings.hash_cost,
             settings.job_max_attempts,
         );
+        let mail_probe = MailServerProbe::new(mailer);
         let state = AppState {
             signup,
             pool: pool.clone(),
-            mailer,
+            db_file: db::DbFile::of(&settings.database_url),
+            queue_feed: QueueFeed::new(pool.clone(), mail_probe.clone(), token.clone()),
+            mail_probe,
+            streams: StreamLimits::default(),
             rate_limit_per_minute: settings.rate_limit_per_minute,
             inbox,
             mailbox_url,

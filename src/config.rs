@@ -38,7 +38,7 @@ pub struct Settings {
     pub mail_from: String,
 
     /// Give up on one SMTP send (connect + transfer) after this long, e.g. 10s, 500ms.
-    #[arg(long, env = "SMTP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "SMTP_TIMEOUT", default_value = "10s", value_parser = duration_between("100ms", "10m"), global = true)]
     pub smtp_timeout: Duration,
 
     /// Concurrent jobs per consumer queue in a worker process; all its mail sends together use at
@@ -51,22 +51,22 @@ pub struct Settings {
     pub job_max_attempts: u32,
 
     /// First retry delay after a failed job; doubles per attempt, with jitter (granularity: 1 s).
-    #[arg(long, env = "RETRY_BASE", default_value = "1s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "RETRY_BASE", default_value = "1s", value_parser = duration_between("1s", "1h"), global = true)]
     pub retry_base: Duration,
 
     /// Longest delay between two attempts.
-    #[arg(long, env = "RETRY_CAP", default_value = "5m", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "RETRY_CAP", default_value = "5m", value_parser = duration_between("1s", "7d"), global = true)]
     pub retry_cap: Duration,
 
     /// How often an idle worker looks for jobs written by other processes (jobs enqueued by this
     /// process wake it at once).
-    #[arg(long, env = "POLL_INTERVAL", default_value = "100ms", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "POLL_INTERVAL", default_value = "100ms", value_parser = duration_between("10ms", "1h"), global = true)]
     pub poll_interval: Duration,
 
     /// Worker heartbeat. Jobs of a worker that missed two heartbeats (it crashed, even with
     /// kill -9) go back to the queue at a live worker's next heartbeat: within 2-3 heartbeats
     /// (8-12 s with the default).
-    #[arg(long, env = "WORKER_HEARTBEAT", default_value = "4s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "WORKER_HEARTBEAT", default_value = "4s", value_parser = duration_between("1s", "1h"), global = true)]
     pub worker_heartbeat: Duration,
 
     /// Finished (done) jobs older than this are deleted by the worker process, every 10 minutes,
@@ -75,7 +75,7 @@ pub struct Settings {
     pub job_retention: Duration,
 
     /// On SIGINT/SIGTERM, wait at most this long for in-flight requests and jobs.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration_between("0s", "1h"), global = true)]
     pub shutdown_timeout: Duration,
 
     /// Register requests per client IP per minute; 0 turns the limit off (load tests).
@@ -101,6 +101,12 @@ pub struct Settings {
     /// loopback address.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub admin_token: Option<String>,
+
+    /// Serve the embedded development inbox (`/dev/mailbox`: every user's mail and coupon) even
+    /// when BIND is not a loopback address. Without it, `serve` refuses to start that way: set
+    /// SMTP_URL to a real mail server, or bind to 127.0.0.1.
+    #[arg(long, env = "ALLOW_PUBLIC_DEV_INBOX", global = true)]
+    pub allow_public_dev_inbox: bool,
 
     /// Link to the inbox UI shown to users. Default: /dev/mailbox with the embedded inbox,
     /// else http://127.0.0.1:8025 (MailHog/Mailpit).
@@ -149,10 +155,28 @@ impl Settings {
             rate_limit_per_minute: 0,
             admin_bind: AdminBind::Off,
             admin_token: None,
+            allow_public_dev_inbox: false,
             mailbox_url: None,
             hash_cost: HashCost::Test,
             log_format: LogFormat::Text,
         }
+    }
+}
+
+/// A duration flag that refuses values that cannot work (a zero poll interval would be a hot
+/// loop, a zero heartbeat or SMTP timeout fails every job), naming the allowed range.
+fn duration_between(
+    min: &'static str,
+    max: &'static str,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |raw| {
+        let parse = |s: &str| humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"));
+        let value = parse(raw)?;
+        let (low, high) = (parse(min)?, parse(max)?);
+        if value < low || value > high {
+            return Err(format!("must be between {min} and {max}, got {raw}"));
+        }
+        Ok(value)
     }
 }
 
@@ -188,5 +212,20 @@ impl Settings {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_that_cannot_work_are_refused_with_the_range() {
+        let poll = duration_between("10ms", "1h");
+        let error = poll("0s").expect_err("a zero poll interval is a hot loop");
+        assert!(error.contains("between 10ms and 1h"), "{error}");
+        assert_eq!(poll("250ms"), Ok(Duration::from_millis(250)));
+        assert!(poll("2h").is_err());
+        assert!(poll("soon").is_err());
     }
 }

@@ -63,7 +63,7 @@ impl DevInbox {
         let server = tokio::spawn(mailcrab::mail_server(
             addr.ip(),
             port,
-            tx,
+            tx.clone(),
             false,
             token.clone(),
         ));
@@ -82,6 +82,7 @@ impl DevInbox {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        tokio::spawn(keep_serving(addr, tx, token.clone(), server));
         let (arrivals, _) = broadcast::channel(1024);
         let inbox = DevInbox {
             addr,
@@ -183,5 +184,45 @@ fn to_caught(message: &mailcrab::MailMessage) -> CaughtMail {
         html: text("html"),
         received_at,
         message_id,
+    }
+}
+
+/// mailcrab's accept loop ends for good on the first accept error (say "Too many open files"
+/// under a connection flood), and the inbox would then refuse every later mail. This restarts it
+/// on the same address, backing off from 100 ms to 5 s between tries, until shutdown.
+async fn keep_serving(
+    addr: SocketAddr,
+    tx: broadcast::Sender<mailcrab::MailMessage>,
+    token: CancellationToken,
+    mut server: tokio::task::JoinHandle<mailcrab::Result<()>>,
+) {
+    const FIRST: Duration = Duration::from_millis(100);
+    let mut backoff = FIRST;
+    loop {
+        let started = tokio::time::Instant::now();
+        let _ = (&mut server).await;
+        if token.is_cancelled() {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff = FIRST;
+        }
+        tracing::error!(
+            %addr,
+            retry_in_ms = backoff.as_millis() as u64,
+            "development inbox: the SMTP server stopped accepting (see the error above); restarting it"
+        );
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        server = tokio::spawn(mailcrab::mail_server(
+            addr.ip(),
+            addr.port(),
+            tx.clone(),
+            false,
+            token.clone(),
+        ));
     }
 }

@@ -43,11 +43,21 @@ impl Email {
                 format!("must be at most {EMAIL_MAX_LEN} characters"),
             ));
         }
+        let invalid = || FieldError::new("email", "is not a valid email address");
         // Control characters (CR/LF above all) would let an address inject mail headers.
         if email.chars().any(char::is_control) || !email.validate_email() {
-            return Err(FieldError::new("email", "is not a valid email address"));
+            return Err(invalid());
         }
-        Ok(Email(email.to_owned()))
+        // One mailbox, one account: `ida@exämple.com` and `ida@xn--exmple-cua.com` are the same
+        // address, so the domain is stored in its one ASCII form (IDNA, UTS #46: punycode,
+        // lower case). The local part is the mailbox owner's business and stays as typed.
+        let (local, domain) = email.rsplit_once('@').ok_or_else(invalid)?;
+        let domain = idna::domain_to_ascii(domain).map_err(|_| invalid())?;
+        let canonical = format!("{local}@{domain}");
+        if canonical.len() > EMAIL_MAX_LEN || !canonical.validate_email() {
+            return Err(invalid());
+        }
+        Ok(Email(canonical))
     }
 
     pub fn as_str(&self) -> &str {
@@ -202,8 +212,20 @@ mod tests {
     #[test]
     fn email_is_trimmed_and_keyed_case_insensitively() {
         let email = Email::parse("  Ada@Example.COM ").expect("valid");
-        assert_eq!(email.as_str(), "Ada@Example.COM");
+        assert_eq!(email.as_str(), "Ada@example.com");
         assert_eq!(email.key(), "ada@example.com");
+    }
+
+    #[test]
+    fn an_international_domain_and_its_punycode_are_one_address() {
+        let unicode = Email::parse("ida@exämple.com").expect("valid");
+        let ascii = Email::parse("ida@xn--exmple-cua.com").expect("valid");
+        assert_eq!(unicode.as_str(), "ida@xn--exmple-cua.com");
+        assert_eq!(unicode.key(), ascii.key());
+        assert_eq!(
+            Email::parse("Ada@Example.COM").expect("valid").as_str(),
+            "Ada@example.com"
+        );
     }
 
     #[test]

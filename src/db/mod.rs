@@ -14,21 +14,68 @@ static APP_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 /// Opens (creating if missing) the database and runs the job storage's and the app's migrations.
 #[tracing::instrument(skip_all, fields(database_url = %database_url))]
 pub async fn connect_and_migrate(database_url: &str) -> anyhow::Result<SqlitePool> {
-    let options = SqliteConnectOptions::from_str(database_url)
-        .with_context(|| format!("DATABASE_URL {database_url:?} is not a SQLite URL"))?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // NORMAL is durable in WAL mode except on power loss; apalis' own setup() would set OFF.
-        .synchronous(SqliteSynchronous::Normal)
-        // Replaced per connection by `busy_handler` below (same 10 s budget, shorter sleeps).
-        .busy_timeout(BUSY_BUDGET)
-        .foreign_keys(true);
+    let options = options(database_url)?.create_if_missing(true);
     if let Some(parent) = Path::new(options.get_filename()).parent()
         && !parent.as_os_str().is_empty()
     {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create the database folder {}", parent.display()))?;
     }
+    let pool = open(options, database_url).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Opens a database the application created before, for the operator commands: a mistyped
+/// DATABASE_URL must say so, not create an empty database and report "no jobs".
+pub async fn open_existing(database_url: &str) -> anyhow::Result<SqlitePool> {
+    let options = options(database_url)?.create_if_missing(false);
+    let file = options.get_filename().to_owned();
+    if !file.exists() {
+        anyhow::bail!(
+            "no database at {} (DATABASE_URL={database_url}); the operator commands open an \
+             existing database only",
+            file.display()
+        );
+    }
+    let pool = open(options, database_url).await?;
+    let has_jobs: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'Jobs'")
+            .fetch_optional(&pool)
+            .await?;
+    if has_jobs.is_none() {
+        pool.close().await;
+        anyhow::bail!(
+            "{} is not a signup-queue database (it has no job table)",
+            file.display()
+        );
+    }
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Our pragmas, for a `sqlite:` URL only: any other scheme is an error, never a file name.
+fn options(database_url: &str) -> anyhow::Result<SqliteConnectOptions> {
+    if !database_url.starts_with("sqlite:") {
+        let scheme = database_url
+            .split_once("://")
+            .map_or("none", |(scheme, _)| scheme);
+        anyhow::bail!(
+            "DATABASE_URL {database_url:?} is not a SQLite URL (scheme: {scheme}); use \
+             sqlite://path/to/file.db, e.g. sqlite://data/signup-queue.db"
+        );
+    }
+    Ok(SqliteConnectOptions::from_str(database_url)
+        .with_context(|| format!("DATABASE_URL {database_url:?} is not a SQLite URL"))?
+        .journal_mode(SqliteJournalMode::Wal)
+        // NORMAL is durable in WAL mode except on power loss; apalis' own setup() would set OFF.
+        .synchronous(SqliteSynchronous::Normal)
+        // Replaced per connection by `busy_handler` below (same 10 s budget, shorter sleeps).
+        .busy_timeout(BUSY_BUDGET)
+        .foreign_keys(true))
+}
+
+async fn open(options: SqliteConnectOptions, database_url: &str) -> anyhow::Result<SqlitePool> {
     // No `after_release` hook: sqlx 0.9 already rolls back a dropped `Transaction` on its
     // connection's worker thread and resets a statement whose future was dropped, and it pings
     // every connection on release. An extra `ROLLBACK` per release (once used here as a safety
@@ -54,7 +101,6 @@ pub async fn connect_and_migrate(database_url: &str) -> anyhow::Result<SqlitePoo
         .connect_with(options)
         .await
         .with_context(|| format!("cannot open the database {database_url}"))?;
-    migrate(&pool).await?;
     Ok(pool)
 }
 
@@ -90,4 +136,50 @@ extern "C" fn busy_handler(_: *mut std::ffi::c_void, attempts: std::ffi::c_int) 
     }
     std::thread::sleep(Duration::from_micros(sleep_us));
     1
+}
+
+/// The database file as it was when the app opened it. SQLite keeps writing to an open file that
+/// was deleted (or replaced) under it, and everything written after that is lost at the next
+/// restart: `/health` compares the path's file with this one to notice.
+#[derive(Debug, Clone)]
+pub struct DbFile {
+    path: std::path::PathBuf,
+    identity: (u64, u64),
+}
+
+impl DbFile {
+    /// The file behind a `sqlite:` URL (`None` for an in-memory database or one not found).
+    pub fn of(database_url: &str) -> Option<DbFile> {
+        let options = options(database_url).ok()?;
+        let path = options.get_filename().to_owned();
+        let identity = file_identity(&path)?;
+        Some(DbFile { path, identity })
+    }
+
+    /// `Err` says what happened to the file.
+    pub fn check(&self) -> Result<(), String> {
+        match file_identity(&self.path) {
+            Some(identity) if identity == self.identity => Ok(()),
+            Some(_) => Err(format!(
+                "the database file {} was replaced while the app runs: its writes go to the old file; restart the app",
+                self.path.display()
+            )),
+            None => Err(format!(
+                "the database file {} was deleted while the app runs: its writes will be lost; restart the app",
+                self.path.display()
+            )),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.dev(), metadata.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|_| (0, 0))
 }

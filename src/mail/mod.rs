@@ -3,7 +3,10 @@
 //! see `smtp_pool`; lettre's own pooled transport for TLS or credentials), within a timeout and
 //! a cap on concurrent sessions. What a mail says belongs to the consumer that sends it.
 
+mod probe;
 mod smtp_pool;
+
+pub use probe::MailServerProbe;
 
 use std::time::Duration;
 

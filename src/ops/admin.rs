@@ -3,15 +3,21 @@
 //! The board has no authentication of its own and its API can enqueue jobs, so every route here
 //! sits behind `ADMIN_TOKEN` (a bearer token), which is mandatory off loopback.
 
+use std::{convert::Infallible, time::Duration};
+
 use apalis_board::axum::ui::ServeUI;
 use axum::{
     Json, Router,
     extract::{Path, Request, State},
     http::{StatusCode, header},
     middleware::{self, Next},
-    response::{IntoResponse, Response},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
     routing::{get, post},
 };
+use futures::{Stream, StreamExt};
 use sqlx::SqlitePool;
 use subtle::ConstantTimeEq;
 
@@ -27,9 +33,7 @@ struct AdminState {
 }
 
 pub fn router(pool: SqlitePool, token: Option<String>, queues: &[&'static str]) -> Router {
-    // The board's live event stream (`/api/v1/events`) reads the process's log lines.
-    let board_api = crate::queue::dashboard::board_api(&pool, queues)
-        .layer(axum::Extension(crate::telemetry::board_events()));
+    let board_api = crate::queue::dashboard::board_api(&pool, queues);
     let state = AdminState {
         pool,
         token: token.filter(|t| !t.is_empty()),
@@ -40,7 +44,35 @@ pub fn router(pool: SqlitePool, token: Option<String>, queues: &[&'static str]) 
         .with_state(state.clone())
         .nest("/api/v1", board_api)
         .fallback_service(ServeUI::new())
+        // The board's live event stream (its Logs page) is ours, see `telemetry`: apalis-board
+        // registers its own `/api/v1/events` (its `sse` feature is on by default in its API
+        // crate) and a router cannot drop a route, so this layer answers that path first.
+        .layer(middleware::from_fn(serve_job_log_events))
         .layer(middleware::from_fn_with_state(state, require_token))
+}
+
+async fn serve_job_log_events(request: Request, next: Next) -> Response {
+    if request.uri().path() == "/api/v1/events" && request.method() == axum::http::Method::GET {
+        return job_log_events().into_response();
+    }
+    next.run(request).await
+}
+
+/// `GET /api/v1/events`: the log lines of jobs as they happen, one `data:` line each, in the
+/// JSON shape apalis-board's Logs page reads.
+fn job_log_events() -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let lines =
+        tokio_stream::wrappers::BroadcastStream::new(crate::telemetry::job_log_lines().subscribe());
+    let events = lines.filter_map(|line| async move {
+        // A lagging client skips what it missed.
+        line.ok()
+            .map(|line| Ok(Event::default().data(line.as_ref())))
+    });
+    Sse::new(events).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(1))
+            .text("keep-alive-text"),
+    )
 }
 
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {

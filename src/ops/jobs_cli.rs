@@ -58,7 +58,7 @@ pub struct Output {
 }
 
 pub async fn run(database_url: &str, command: JobsCommand) -> anyhow::Result<()> {
-    let pool = db::connect_and_migrate(database_url).await?;
+    let pool = db::open_existing(database_url).await?;
     match command {
         JobsCommand::Stats(output) => {
             let stats = inspect::stats(&pool).await?;

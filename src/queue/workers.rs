@@ -57,6 +57,8 @@ struct Runtime {
     fields(
         consumer = ctx.consumer.name(),
         job_id = %task_id,
+        // The dashboard's Logs page reads `task_id` and `attempt`.
+        task_id = %task_id,
         attempt = attempt.current(),
         request_id = metadata.get(REQUEST_ID).unwrap_or("-"),
         user_id,

@@ -26,8 +26,15 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("too many registrations from this address; try again in {0} s")]
     RateLimited(u64),
-    #[error("user {user_id} was registered, but the welcome mail could not be sent: {reason}")]
+    /// `reason` goes to the log only: it names the mail server's address.
+    #[error(
+        "user {user_id} was registered, but the mail server failed, so the welcome mail was not sent"
+    )]
     MailFailed { user_id: i64, reason: String },
+    #[error("too many open streams from this address (at most {0}); close one and try again")]
+    TooManyStreams(usize),
+    #[error("the server is busy; try again in a moment")]
+    Busy,
     #[error("no such {0}")]
     NotFound(&'static str),
     #[error("method not allowed")]
@@ -70,6 +77,8 @@ impl AppError {
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::MailFailed { .. } => StatusCode::BAD_GATEWAY,
+            AppError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,6 +95,8 @@ impl AppError {
             AppError::UnsupportedMediaType => ("unsupported_media_type", None),
             AppError::RateLimited(_) => ("rate_limited", None),
             AppError::MailFailed { .. } => ("mail_failed", None),
+            AppError::TooManyStreams(_) => ("too_many_streams", None),
+            AppError::Busy => ("server_busy", None),
             AppError::NotFound(_) => ("not_found", None),
             AppError::MethodNotAllowed => ("method_not_allowed", None),
             AppError::Internal(_) => ("internal", None),
@@ -121,7 +132,12 @@ impl IntoResponse for AppError {
             Json(serde_json::json!({ "error": self.body() })),
         )
             .into_response();
-        if let AppError::RateLimited(seconds) = self
+        let retry_after = match self {
+            AppError::RateLimited(seconds) => Some(seconds),
+            AppError::TooManyStreams(_) | AppError::Busy => Some(5),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);

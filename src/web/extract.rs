@@ -165,11 +165,16 @@ fn parse_json(body: &[u8]) -> Result<RawRegistration, AppError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(AppError::Malformed("the request body is empty".into()));
     }
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| AppError::Malformed(format!("the body is not valid JSON: {e}")))?;
-    let serde_json::Value::Object(fields) = value else {
-        return Err(AppError::Malformed("the body must be a JSON object".into()));
-    };
+    // Read as a list of members: a JSON object parsed into a map keeps only the last of two
+    // equal keys, and `{"password": "x", "password": "correct horse"}` must be refused, not
+    // half-read.
+    let Members(fields) = serde_json::from_slice(body).map_err(|e| {
+        AppError::Malformed(if e.is_data() {
+            "the body must be a JSON object".into()
+        } else {
+            format!("the body is not valid JSON: {e}")
+        })
+    })?;
     let mut raw = RawRegistration::default();
     for (key, value) in fields {
         match value {
@@ -190,6 +195,32 @@ fn parse_json(body: &[u8]) -> Result<RawRegistration, AppError> {
         }
     }
     Ok(raw)
+}
+
+/// A JSON object's members in order, duplicates kept.
+struct Members(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// `application/x-www-form-urlencoded`, strictly: invalid percent-encoding or UTF-8 is refused
@@ -238,6 +269,19 @@ mod tests {
         let err =
             parse_registration(Format::Json, br#"{"email":42,"password":"12345678"}"#).unwrap_err();
         assert!(matches!(err, AppError::Invalid(f) if f.field == "email"));
+    }
+
+    #[test]
+    fn json_with_a_field_twice_is_refused() {
+        let err = parse_registration(
+            Format::Json,
+            br#"{"email":"d@example.com","password":"x","password":"correct horse"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, AppError::Malformed(m) if m.contains("twice")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -30,6 +30,14 @@ async fn show_job(
 }
 
 async fn health(State(state): State<AppState>) -> Response {
+    if let Some(Err(problem)) = state.db_file.as_ref().map(crate::db::DbFile::check) {
+        tracing::error!(%problem, "health check: database file");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unavailable", "database": problem})),
+        )
+            .into_response();
+    }
     match sqlx::query("SELECT 1").execute(&state.pool).await {
         Ok(_) => Json(serde_json::json!({"status": "ok"})).into_response(),
         Err(e) => {

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod feed;
 pub mod jobs;
 pub mod live;
 pub mod mailbox;
@@ -24,7 +25,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{dev_inbox::DevInbox, mail::Mailer, signup::Signup};
+use crate::{dev_inbox::DevInbox, signup::Signup};
 
 /// What handlers share.
 #[derive(Clone)]
@@ -33,8 +34,14 @@ pub struct AppState {
     pub signup: Signup,
     /// For job status, the queue panel and `/health`.
     pub pool: SqlitePool,
-    /// For the queue panel's "is the mail server up?".
-    pub mailer: Mailer,
+    /// The database file as opened, for `/health` (`None`: in memory).
+    pub db_file: Option<crate::db::DbFile>,
+    /// "Is the mail server up?", shared by every visitor.
+    pub mail_probe: crate::mail::MailServerProbe,
+    /// The queue snapshot every queue stream reads.
+    pub queue_feed: feed::QueueFeed,
+    /// Open live streams, per client and in total.
+    pub streams: feed::StreamLimits,
     /// Register requests per client IP per minute; 0: no limit.
     pub rate_limit_per_minute: u32,
     /// The embedded development inbox, when this process runs one.
@@ -107,6 +114,31 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUlid))
+        .layer(axum::middleware::from_fn(drop_unsafe_request_id))
+}
+
+/// Longest client-chosen request id kept.
+const REQUEST_ID_MAX: usize = 64;
+
+/// A client's `x-request-id` is kept only when it is short and of a safe alphabet (letters,
+/// digits, `-`, `_`, `.`): it is stored in every job row of the registration and repeated in the
+/// log lines. Any other value is dropped, and the request gets a new id like any other.
+async fn drop_unsafe_request_id(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let unsafe_id = request.headers().get("x-request-id").is_some_and(|v| {
+        let bytes = v.as_bytes();
+        bytes.is_empty()
+            || bytes.len() > REQUEST_ID_MAX
+            || !bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    });
+    if unsafe_id {
+        request.headers_mut().remove("x-request-id");
+    }
+    next.run(request).await
 }
 
 /// Request ids are ULIDs, like job ids: sortable by time.
