@@ -223,15 +223,12 @@ impl Application {
                     );
                 }
                 let router = web::router(self.state.clone());
-                let stop = token.clone();
-                Some(tokio::spawn(async move {
-                    axum::serve(
-                        listener,
-                        router.into_make_service_with_connect_info::<SocketAddr>(),
-                    )
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await
-                }))
+                Some(tokio::spawn(web::server::serve(
+                    listener,
+                    router,
+                    self.settings.max_connections as usize,
+                    token.clone(),
+                )))
             }
             None => None,
         };
@@ -248,12 +245,13 @@ impl Application {
                     self.settings.admin_token.clone(),
                     &queues,
                 );
-                let stop = token.clone();
-                Some(tokio::spawn(async move {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await
-                }))
+                // The operator listener gets the same timeouts; a few connections are plenty.
+                Some(tokio::spawn(web::server::serve(
+                    listener,
+                    router,
+                    64,
+                    token.clone(),
+                )))
             }
             None => None,
         };
@@ -301,8 +299,7 @@ impl Application {
         let deadline = tokio::time::Instant::now() + grace + std::time::Duration::from_secs(1);
         if let Some(http) = http {
             match tokio::time::timeout_at(deadline, http).await {
-                Ok(Ok(Ok(()))) => tracing::info!("HTTP server stopped"),
-                Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
+                Ok(Ok(())) => tracing::info!("HTTP server stopped"),
                 Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
                 Err(_) => {
                     tracing::warn!("HTTP requests still open after the grace period; dropped")
@@ -310,9 +307,9 @@ impl Application {
             }
         }
         if let Some(admin) = admin
-            && let Ok(Ok(Err(e))) = tokio::time::timeout_at(deadline, admin).await
+            && let Ok(Err(e)) = tokio::time::timeout_at(deadline, admin).await
         {
-            tracing::error!(error = %e, "admin listener failed");
+            tracing::error!(error = %e, "admin listener task failed");
         }
         workers_token.cancel();
         if let Some(workers) = workers {

@@ -78,6 +78,11 @@ pub struct Settings {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = duration_between("0s", "1h"), global = true)]
     pub shutdown_timeout: Duration,
 
+    /// Connections the public listener serves at once; past that a client gets a short 503
+    /// (`Retry-After`) and the connection is closed.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65_536), global = true)]
+    pub max_connections: u32,
+
     /// Register requests per client IP per minute; 0 turns the limit off (load tests).
     #[arg(
         long,
@@ -153,6 +158,7 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(10),
             job_retention: Duration::from_secs(7 * 86400),
             rate_limit_per_minute: 0,
+            max_connections: 512,
             admin_bind: AdminBind::Off,
             admin_token: None,
             allow_public_dev_inbox: false,

@@ -9,6 +9,7 @@ pub mod live;
 pub mod mailbox;
 pub mod pages;
 pub mod register;
+pub mod server;
 
 use std::time::Duration;
 
