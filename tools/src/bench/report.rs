@@ -280,3 +280,91 @@ pub fn print_table(r: &Results) {
     );
 }
 
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    /// Every key path in `v`, array elements as `[]` whatever their index.
+    fn key_paths(v: &Value, at: String, out: &mut BTreeSet<String>) {
+        match v {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    let path = format!("{at}.{key}");
+                    out.insert(path.clone());
+                    key_paths(value, path, out);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    key_paths(item, format!("{at}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn paths_of(v: &Value) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        key_paths(v, String::new(), &mut out);
+        out
+    }
+
+    #[test]
+    fn a_full_run_has_the_documented_key_paths() {
+        let mut results = Results {
+            latency: Some(vec![LatencyRow::default()]),
+            paced: Some(vec![PacedRow::default()]),
+            transactions: Some(Transactions::default()),
+            pickup: Some(Pickup::default()),
+            burst: Some(Burst::default()),
+            pipeline: Some(Burst::default()),
+            backlog_pipeline: Some(BacklogPipeline::default()),
+            slow_smtp_pipeline: Some(BacklogPipeline::default()),
+            drain: Some(Drain::default()),
+            limits: Limits {
+                raw_lettre: Some(RawSmtp::default()),
+                raw_lettre_slow_smtp: Some(RawSmtp::default()),
+                trivial_axum_route: Some(RawHttp::default()),
+                raw_sqlite_user_and_jobs_tx: Some(Summary::default()),
+            },
+            ..Results::default()
+        };
+        results.ratios = Ratios::of(&results);
+        let ours = serde_json::to_value(&results).expect("serializes");
+        let documented: Value =
+            serde_json::from_str(include_str!("../../../docs/bench/bench-results.json"))
+                .expect("docs/bench/bench-results.json is JSON");
+        let (ours, documented) = (paths_of(&ours), paths_of(&documented));
+        assert_eq!(
+            ours.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "keys the documented run does not have"
+        );
+        assert_eq!(
+            documented.difference(&ours).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "documented keys we no longer write"
+        );
+    }
+
+    #[test]
+    fn left_out_scenarios_are_null_and_limits_and_ratios_stay() {
+        let value = serde_json::to_value(Results::default()).expect("serializes");
+        for key in [
+            "latency",
+            "paced",
+            "transactions",
+            "pickup",
+            "burst",
+            "pipeline",
+        ] {
+            assert!(value[key].is_null(), "{key}");
+        }
+        assert!(value["limits"].is_object() && value["limits"]["raw_lettre"].is_null());
+        assert_eq!(value["ratios"]["pipeline_mails_per_s_vs_raw_lettre"], 0.0);
+    }
+}
