@@ -1,0 +1,83 @@
+//! Raw SQLite transactions, no HTTP and no hashing: a user row alone, then a user row with every
+//! consumer's job through the product's `Signup::insert_and_publish`. The difference is what
+//! the queue costs a registration; the rate is the ceiling of the one SQLite writer.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use indicatif::ProgressBar;
+use signup_queue::{
+    consumers::{self, Deps},
+    signup::Signup,
+    users::{Email, insert_user},
+};
+use sqlx::SqlitePool;
+
+use crate::bench::{
+    Plan,
+    harness::{Summary, bar, histogram, record},
+    scenarios::{signup_on, unused_mailer},
+};
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Transactions {
+    pub user_only: Summary,
+    pub user_and_jobs: Summary,
+    /// p50 of `user_and_jobs` minus p50 of `user_only`.
+    pub enqueue_overhead_p50_ms: f64,
+    /// Jobs written with each user: one per built-in consumer.
+    pub consumers: usize,
+}
+
+pub async fn run(plan: &Plan) -> anyhow::Result<Transactions> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("tx.db").display());
+    let pool = signup_queue::db::connect_and_migrate(&url).await?;
+    let signup = signup_on(&pool, unused_mailer()?);
+    let progress = bar(2 * plan.transactions, "SQLite: user with and without jobs");
+    let user_only = timed(&pool, &signup, false, plan.transactions, &progress).await?;
+    let user_and_jobs = timed(&pool, &signup, true, plan.transactions, &progress).await?;
+    progress.finish_and_clear();
+    let consumers = consumers::built_in(&Deps {
+        pool: pool.clone(),
+        mailer: unused_mailer()?,
+    })
+    .len();
+    pool.close().await;
+    Ok(Transactions {
+        enqueue_overhead_p50_ms: user_and_jobs.p50_ms - user_only.p50_ms,
+        user_only,
+        user_and_jobs,
+        consumers,
+    })
+}
+
+/// `n` committed transactions, one at a time, each with a user row and maybe its jobs.
+async fn timed(
+    pool: &SqlitePool,
+    signup: &Signup,
+    with_jobs: bool,
+    n: usize,
+    progress: &ProgressBar,
+) -> anyhow::Result<Summary> {
+    let mut h = histogram();
+    let started = Instant::now();
+    for i in 0..n {
+        let email = Email::parse(&format!("tx{}-{i}@bench.local", u8::from(with_jobs)))
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let t = Instant::now();
+        let mut tx = pool.begin().await?;
+        if with_jobs {
+            signup
+                .insert_and_publish(&mut tx, &email, None, "$argon2id$bench", None)
+                .await?;
+        } else {
+            insert_user(&mut tx, &email, None, "$argon2id$bench").await?;
+        }
+        tx.commit().await?;
+        record(&mut h, t.elapsed());
+        progress.inc(1);
+    }
+    Ok(Summary::of(&h, started.elapsed()))
+}
