@@ -8,6 +8,7 @@
 //!   503 with `Retry-After` and the connection is closed;
 //! - an accept error (e.g. "Too many open files") is logged and the loop goes on after a pause;
 //! - on shutdown, idle connections close at once and the loop waits for requests in flight.
+//!
 //! Long-lived responses (SSE) are bounded by the stream limits in `web::feed`.
 
 use std::{sync::Arc, time::Duration};
