@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 const KEEP: usize = 1000;
 
 /// One caught mail, in the JSON shape of `GET /dev/mailbox/api/messages`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CaughtMail {
     pub id: String,
     pub from: String,

@@ -6,7 +6,7 @@ use sqlx::SqlitePool;
 
 /// The five public states. apalis stores six (`Pending`, `Queued`, `Running`, `Done`, `Failed`,
 /// `Killed`) plus attempts; a job back in the queue after a failure is `retrying`, not `pending`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Pending,
@@ -91,7 +91,7 @@ pub struct Job {
 }
 
 /// `GET /api/jobs/{id}`: `{"id", "status", "attempts", "last_error"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct JobStatus {
     pub id: String,
     pub status: JobState,

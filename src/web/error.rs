@@ -60,8 +60,10 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The body of every error: `{"error": {...}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// Stable, machine-readable: `malformed_body`, `unknown_field`, `invalid_field`, `email_taken`, `body_too_large`, `unsupported_media_type`, `rate_limited`, `too_many_streams`, `server_busy`, `mail_failed`, `not_found`, `method_not_allowed`, `internal`.
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,

@@ -33,7 +33,7 @@ pub const STREAM_LIFETIME: Duration = Duration::from_secs(300);
 pub const RECONNECT: Duration = Duration::from_secs(1);
 
 /// The queue panel's numbers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct QueueSnapshot {
     pub pending: i64,
     pub running: i64,

@@ -7,6 +7,7 @@ pub mod feed;
 pub mod jobs;
 pub mod live;
 pub mod mailbox;
+pub mod openapi;
 pub mod pages;
 pub mod register;
 pub mod server;
@@ -58,7 +59,8 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::router())
         .merge(register::router(state.rate_limit_per_minute))
         .merge(jobs::router())
-        .merge(live::router());
+        .merge(live::router())
+        .merge(openapi::router());
     if state.inbox.is_some() {
         router = router.merge(mailbox::router());
     }

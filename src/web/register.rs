@@ -74,7 +74,7 @@ fn rate_limit(per_minute: u32) -> Option<RateLimitLayer> {
 }
 
 /// The JSON answer to a registration.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Registered {
     pub user_id: i64,
     pub job_id: Option<String>,
