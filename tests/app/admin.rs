@@ -2,8 +2,9 @@
 
 use std::net::SocketAddr;
 
-use crate::support::*;
 use signup_queue::config::AdminBind;
+
+use crate::support::*;
 
 async fn admin_get(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
     app.client

@@ -1,9 +1,10 @@
 //! Every kind of bad input gets its documented 4xx with the JSON error shape, the server never
 //! panics, and nothing is written. Plus properties of the parsers over arbitrary strings.
 
-use crate::support::*;
 use proptest::prelude::*;
 use signup_queue::users::{DisplayName, Email};
+
+use crate::support::*;
 
 const JSON: &str = "application/json";
 const FORM: &str = "application/x-www-form-urlencoded";

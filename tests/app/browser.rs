@@ -8,8 +8,9 @@
 
 use std::{process::Stdio, time::Duration};
 
-use crate::support::*;
 use fantoccini::{ClientBuilder, Locator};
+
+use crate::support::*;
 
 async fn text_of(client: &fantoccini::Client, css: &str) -> String {
     match client.find(Locator::Css(css)).await {

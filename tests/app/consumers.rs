@@ -6,11 +6,12 @@ use std::{
     time::Duration,
 };
 
-use crate::support::*;
 use signup_queue::{
     consumers::{Consumer, ConsumerError, JobInfo},
     events::{Envelope, UserRegistered},
 };
+
+use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 

@@ -3,10 +3,11 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use crate::support::{child, *};
 use futures::future::join_all;
 use signup_queue::Role;
 use signup_queue_tools::smtp_sink::{SinkConfig, SmtpSink};
+
+use crate::support::{child, *};
 
 /// Registers `n` users through `url_of(path)`, `concurrency` at a time; returns (status, body).
 async fn register_many(

@@ -2,11 +2,12 @@
 
 use std::{process::Output, time::Duration};
 
-use crate::support::*;
 use signup_queue::{
     dev_inbox::DevInbox,
     queue::{JobState, inspect},
 };
+
+use crate::support::*;
 
 fn jobs(database_url: &str, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"))

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use crate::support::*;
 use futures::StreamExt;
 use signup_queue::dev_inbox::DevInbox;
+
+use crate::support::*;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 

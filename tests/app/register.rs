@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use crate::support::*;
 use serde_json::json;
 use signup_queue::dev_inbox::DevInbox;
+
+use crate::support::*;
 
 const MAIL_WAIT: Duration = Duration::from_secs(10);
 

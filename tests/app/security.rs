@@ -3,9 +3,10 @@
 //! checks read every test's log lines (a secret logged by any of them fails), and the capture is
 //! checked to hold this test's own registration, so the checks still say something about it.
 
-use crate::support::{logs, *};
 use argon2::{PasswordHash, PasswordVerifier};
 use signup_queue::config::HashCost;
+
+use crate::support::{logs, *};
 
 const PASSWORD: &str = "correct horse battery staple";
 
