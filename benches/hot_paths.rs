@@ -1,14 +1,14 @@
 //! Micro-benchmarks of the hot pieces: request parsing + validation, the enqueue transaction,
 //! mail rendering. `cargo bench`; the whole-system numbers come from `signup-queue bench`.
 
-use std::sync::Arc;
-
 use criterion::{Criterion, criterion_group, criterion_main};
 use signup_queue::{
-    events::{self, Deps},
+    consumers::{self, Deps},
+    events::Envelope,
     mail::Mailer,
+    queue,
     users::{Email, User, insert_user},
-    web::register::{Format, parse_registration},
+    web::extract::{Format, parse_registration},
 };
 
 fn parsing(c: &mut Criterion) {
@@ -41,7 +41,7 @@ fn rendering(c: &mut Criterion) {
         name: Some("Ada Lovelace".into()),
     };
     c.bench_function("render welcome mail (text + HTML)", |b| {
-        b.iter(|| mailer.render_welcome(&user, "<welcome-42@x>"))
+        b.iter(|| consumers::welcome::render_welcome(&mailer, &user, "<welcome-42@x>"))
     });
 }
 
@@ -52,10 +52,13 @@ fn enqueue(c: &mut Criterion) {
     let pool = runtime
         .block_on(signup_queue::db::connect_and_migrate(&url))
         .expect("database");
-    let consumers: Arc<Vec<Arc<dyn events::Consumer>>> = Arc::new(events::consumers(&Deps {
+    let queues: Vec<&'static str> = consumers::built_in(&Deps {
         pool: pool.clone(),
         mailer: mailer(),
-    }));
+    })
+    .iter()
+    .map(|consumer| consumer.name())
+    .collect();
     let counter = std::sync::atomic::AtomicU64::new(0);
     c.bench_function("user + user_registered jobs in one transaction", |b| {
         b.to_async(&runtime).iter(|| async {
@@ -65,9 +68,16 @@ fn enqueue(c: &mut Criterion) {
             let user_id = insert_user(&mut tx, &email, None, "$argon2id$bench")
                 .await
                 .expect("insert");
-            events::publish_user_registered(&mut tx, &consumers, user_id, 10, None)
-                .await
-                .expect("publish");
+            queue::publish(
+                &mut tx,
+                &Envelope::user_registered(user_id),
+                &user_id.to_string(),
+                &queues,
+                10,
+                None,
+            )
+            .await
+            .expect("publish");
             tx.commit().await.expect("commit");
         })
     });

@@ -1,5 +1,7 @@
 //! Prometheus metrics after real traffic, and one registration followed from HTTP to SMTP by
-//! its request id. Alone in its test binary: the metrics recorder is process-wide.
+//! its request id. Alone in its test binary, not in `tests/app/`: the metrics recorder is one per
+//! process, so every app a shared binary starts would count into it, and the exact deltas below
+//! (two jobs, five mails, two 201s) would include other tests' traffic.
 
 mod support;
 
@@ -10,7 +12,7 @@ use support::{logs, *};
 async fn scrape(app: &TestApp) -> String {
     let response = app
         .client
-        .get(admin_url(app, "/metrics"))
+        .get(app.admin_url("/metrics"))
         .bearer_auth(TOKEN)
         .send()
         .await
@@ -32,7 +34,7 @@ fn sample(metrics: &str, series: &str) -> f64 {
 #[tokio::test]
 async fn metrics_count_requests_jobs_and_mails_and_the_request_id_follows_the_job() {
     let logs = logs::captured();
-    let app = spawn_with_admin(Some(TOKEN)).await;
+    let app = app().admin(Some(TOKEN)).spawn().await;
     let inbox = app.inbox.clone().expect("inbox");
     let before = scrape(&app).await;
 

@@ -1,15 +1,14 @@
 //! The operator listener: the token, the dashboard, and its place off the public listener.
 
-mod support;
-
 use std::net::SocketAddr;
 
-use signup_queue::{Application, Role, Settings, admin::AdminBind};
-use support::*;
+use signup_queue::config::AdminBind;
+
+use crate::support::*;
 
 async fn admin_get(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
     app.client
-        .get(admin_url(app, path))
+        .get(app.admin_url(path))
         .bearer_auth(token)
         .send()
         .await
@@ -18,7 +17,7 @@ async fn admin_get(app: &TestApp, path: &str, token: &str) -> reqwest::Response 
 
 #[tokio::test]
 async fn every_admin_route_needs_the_token_and_the_board_stays_off_the_public_listener() {
-    let app = spawn_with_admin(Some(TOKEN)).await;
+    let app = app().admin(Some(TOKEN)).spawn().await;
 
     for path in [
         "/",
@@ -29,7 +28,7 @@ async fn every_admin_route_needs_the_token_and_the_board_stays_off_the_public_li
     ] {
         let response = app
             .client
-            .get(admin_url(&app, path))
+            .get(app.admin_url(path))
             .send()
             .await
             .expect("answer");
@@ -81,11 +80,9 @@ async fn every_admin_route_needs_the_token_and_the_board_stays_off_the_public_li
 
 #[tokio::test]
 async fn a_public_admin_listener_without_a_token_refuses_to_start() {
-    let (_dir, database_url) = temp_database();
-    let mut settings = Settings::for_tests(database_url, None);
-    settings.admin_bind = AdminBind::At(SocketAddr::from(([0, 0, 0, 0], 0)));
-
-    let error = Application::build(settings, Role::All)
+    let error = app()
+        .settings(|s| s.admin_bind = AdminBind::At(SocketAddr::from(([0, 0, 0, 0], 0))))
+        .try_spawn()
         .await
         .err()
         .expect("refused");

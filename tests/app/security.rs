@@ -1,25 +1,34 @@
 //! Secrets and abuse: argon2id storage, no secret in any response or log line, rate limiting.
-
-mod support;
+//! The log capture is one per process, shared with the other tests of this binary: the leak
+//! checks read every test's log lines (a secret logged by any of them fails), and the capture is
+//! checked to hold this test's own registration, so the checks still say something about it.
 
 use argon2::{PasswordHash, PasswordVerifier};
-use signup_queue::{Role, Settings, config::HashCost};
-use support::{logs, *};
+use signup_queue::config::HashCost;
+
+use crate::support::{logs, *};
 
 const PASSWORD: &str = "correct horse battery staple";
 
 #[tokio::test]
 async fn passwords_are_stored_only_as_argon2id_and_never_appear_in_responses_or_logs() {
     let logs = logs::captured();
-    let (dir, database_url) = temp_database();
-    let mut settings = Settings::for_tests(database_url, None);
-    settings.hash_cost = HashCost::Production;
-    let app = spawn_with(settings, Role::All, Some(dir)).await;
+    let app = app()
+        .settings(|s| s.hash_cost = HashCost::Production)
+        .spawn()
+        .await;
     let body = serde_json::json!({"email": "sec@example.com", "password": PASSWORD, "name": "Sec"});
 
     let mut seen = String::new();
+    let mut request_id = None;
     for path in ["/register/async", "/register/sync", "/register"] {
         let response = app.post_json(path, body.clone()).await;
+        request_id.get_or_insert_with(|| {
+            response.headers()["x-request-id"]
+                .to_str()
+                .expect("header")
+                .to_owned()
+        });
         seen.push_str(&format!("{:?}", response.headers()));
         seen.push_str(&response.text().await.expect("body"));
     }
@@ -54,6 +63,14 @@ async fn passwords_are_stored_only_as_argon2id_and_never_appear_in_responses_or_
 
     let logs = logs::text(&logs);
     assert!(logs.contains("user registered"), "the capture works");
+    // The capture is shared by every test of this binary: make sure it holds this test's lines,
+    // so that the absence of the secrets below says something about this test's requests.
+    let request_id = request_id.expect("a request id");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("user registered") && l.contains(&request_id)),
+        "this test's registration is in the capture"
+    );
     for secret in [PASSWORD, "correct+horse", hash.as_str(), salt.as_str()] {
         assert!(!seen.contains(secret), "{secret:?} leaked into a response");
         assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
@@ -68,12 +85,12 @@ async fn passwords_are_stored_only_as_argon2id_and_never_appear_in_responses_or_
 
 #[tokio::test]
 async fn register_routes_are_rate_limited_per_client_with_retry_after() {
-    // Whichever test runs first installs the capturing subscriber.
+    // Whichever test runs first installs the capturing subscriber (`app()` does it too).
     let _logs = logs::captured();
-    let (dir, database_url) = temp_database();
-    let mut settings = Settings::for_tests(database_url, None);
-    settings.rate_limit_per_minute = 3;
-    let app = spawn_with(settings, Role::All, Some(dir)).await;
+    let app = app()
+        .settings(|s| s.rate_limit_per_minute = 3)
+        .spawn()
+        .await;
 
     let mut statuses = Vec::new();
     for i in 0..3 {

@@ -6,12 +6,11 @@
 //! the admin listener, waits for its live status and the queues, and saves
 //! target/browser-test/dashboard.png (docs/dashboard.png is a copy).
 
-mod support;
-
 use std::{process::Stdio, time::Duration};
 
 use fantoccini::{ClientBuilder, Locator};
-use support::*;
+
+use crate::support::*;
 
 async fn text_of(client: &fantoccini::Client, css: &str) -> String {
     match client.find(Locator::Css(css)).await {
@@ -87,7 +86,7 @@ async fn both_forms_in_a_real_browser() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let chromedriver =
         std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    let app = spawn_with_admin(None).await;
+    let app = app().admin(None).spawn().await;
     let inbox = app.inbox.clone().expect("inbox");
     let port = unused_port();
     let mut driver = tokio::process::Command::new(&chromedriver)
@@ -196,7 +195,7 @@ async fn both_forms_in_a_real_browser() {
 
     // The dashboard: its "System Status" comes from its live event stream (/api/v1/events).
     client
-        .goto(&admin_url(&app, "/"))
+        .goto(&app.admin_url("/"))
         .await
         .expect("open the dashboard");
     wait_text(&client, "body", "dashboard status and queues", |t| {

@@ -1,19 +1,18 @@
 //! The registration page and its live updates: HTML answers for browser forms, escaping,
 //! security headers, and the job status stream over Server-Sent Events.
 
-mod support;
-
 use std::time::Duration;
 
 use futures::StreamExt;
 use signup_queue::dev_inbox::DevInbox;
-use support::*;
+
+use crate::support::*;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
 #[tokio::test]
 async fn the_page_has_both_forms_the_queue_panel_and_security_headers() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
 
     let response = app.client.get(app.url("/")).send().await.expect("page");
 
@@ -58,7 +57,7 @@ async fn the_page_has_both_forms_the_queue_panel_and_security_headers() {
 
 #[tokio::test]
 async fn a_form_post_answers_with_a_result_page_and_escapes_what_the_visitor_typed() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     let inbox = app.inbox.clone().expect("inbox");
 
     let created = app
@@ -135,7 +134,7 @@ async fn statuses(response: reqwest::Response, on_event: impl Fn(&str)) -> Vec<s
 #[tokio::test]
 async fn the_job_stream_pushes_each_transition_in_order_until_done() {
     let port = unused_port();
-    let app = spawn_app_with_smtp(format!("smtp://127.0.0.1:{port}")).await;
+    let app = app().smtp(format!("smtp://127.0.0.1:{port}")).spawn().await;
     let body: serde_json::Value = app
         .register("/register/async", "sse@example.com")
         .await
@@ -211,7 +210,7 @@ async fn the_job_stream_pushes_each_transition_in_order_until_done() {
 
 #[tokio::test]
 async fn the_queue_stream_reports_counts_and_an_unknown_job_is_404() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     assert_eq!(
         app.register("/register/async", "q@example.com")
             .await

@@ -1,18 +1,17 @@
 //! Registration end to end: real app, real sockets, temp database, real SMTP server.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::json;
 use signup_queue::dev_inbox::DevInbox;
-use support::*;
+
+use crate::support::*;
 
 const MAIL_WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn async_register_answers_at_once_then_the_welcome_mail_arrives() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     let inbox = app.inbox.clone().expect("embedded inbox");
 
     let response = app.register("/register", "ada@example.com").await;
@@ -63,7 +62,7 @@ async fn async_register_answers_at_once_then_the_welcome_mail_arrives() {
 
 #[tokio::test]
 async fn sync_register_answers_after_the_mail_was_handed_over() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     let inbox = app.inbox.clone().expect("embedded inbox");
 
     let response = app.register("/register/sync", "bob@example.com").await;
@@ -90,7 +89,7 @@ async fn sync_register_answers_after_the_mail_was_handed_over() {
 #[tokio::test]
 async fn sync_register_fails_with_502_when_the_mail_server_is_down_but_the_user_row_stays() {
     let port = unused_port();
-    let app = spawn_app_with_smtp(format!("smtp://127.0.0.1:{port}")).await;
+    let app = app().smtp(format!("smtp://127.0.0.1:{port}")).spawn().await;
 
     let response = app.register("/register/sync", "carol@example.com").await;
 
@@ -114,7 +113,7 @@ async fn sync_register_fails_with_502_when_the_mail_server_is_down_but_the_user_
 #[tokio::test]
 async fn async_register_succeeds_while_the_mail_server_is_down_and_mail_goes_out_when_it_is_back() {
     let port = unused_port();
-    let app = spawn_app_with_smtp(format!("smtp://127.0.0.1:{port}")).await;
+    let app = app().smtp(format!("smtp://127.0.0.1:{port}")).spawn().await;
 
     let response = app.register("/register/async", "dave@example.com").await;
     assert_eq!(response.status(), 201);
@@ -145,7 +144,7 @@ async fn async_register_succeeds_while_the_mail_server_is_down_and_mail_goes_out
 
 #[tokio::test]
 async fn the_same_address_in_another_case_is_a_duplicate() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     assert_eq!(
         app.register("/register", "erin@example.com").await.status(),
         201
@@ -164,7 +163,7 @@ async fn the_same_address_in_another_case_is_a_duplicate() {
 
 #[tokio::test]
 async fn rejected_requests_answer_the_documented_status_and_write_nothing() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     // (what, content type, body, expected status, field named in the error)
     type Case = (
         &'static str,
@@ -236,7 +235,7 @@ async fn rejected_requests_answer_the_documented_status_and_write_nothing() {
 
 #[tokio::test]
 async fn a_delivered_job_run_again_sends_nothing() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     let inbox = app.inbox.clone().expect("embedded inbox");
     let body: serde_json::Value = app
         .register("/register", "gina@example.com")
@@ -269,7 +268,7 @@ async fn a_delivered_job_run_again_sends_nothing() {
 
 #[tokio::test]
 async fn when_the_enqueue_fails_the_user_row_is_rolled_back() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     sqlx::query("CREATE TRIGGER refuse_jobs BEFORE INSERT ON Jobs BEGIN SELECT RAISE(ABORT, 'queue unavailable'); END")
         .execute(&app.pool)
         .await
@@ -290,7 +289,7 @@ async fn when_the_enqueue_fails_the_user_row_is_rolled_back() {
 
 #[tokio::test]
 async fn a_browser_form_gets_an_html_page() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
 
     let response = app
         .post_raw(
@@ -330,7 +329,7 @@ async fn a_browser_form_gets_an_html_page() {
 
 #[tokio::test]
 async fn health_and_unknown_routes() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     assert_eq!(
         app.get_json("/health").await,
         (200, json!({"status": "ok"}))

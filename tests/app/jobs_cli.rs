@@ -1,15 +1,13 @@
 //! `signup-queue jobs ...` against a real database: the real binary, real exit statuses.
 
-mod support;
-
 use std::{process::Output, time::Duration};
 
 use signup_queue::{
-    Role, Settings,
     dev_inbox::DevInbox,
-    jobs::{admin, status::public_status},
+    queue::{JobState, inspect},
 };
-use support::*;
+
+use crate::support::*;
 
 fn jobs(database_url: &str, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"))
@@ -29,13 +27,12 @@ fn stdout(output: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_jobs_are_listed_retried_and_delivered_and_old_done_jobs_purged() {
     let port = unused_port();
-    let (dir, database_url) = temp_database();
-    let mut settings = Settings::for_tests(
-        database_url.clone(),
-        Some(format!("smtp://127.0.0.1:{port}")),
-    );
-    settings.job_max_attempts = 1;
-    let app = spawn_with(settings, Role::All, Some(dir)).await;
+    let app = app()
+        .smtp(format!("smtp://127.0.0.1:{port}"))
+        .settings(|s| s.job_max_attempts = 1)
+        .spawn()
+        .await;
+    let database_url = app.database_url.clone();
     let body: serde_json::Value = app
         .register("/register", "ops@example.com")
         .await
@@ -162,16 +159,21 @@ async fn sql_status_conditions_agree_with_the_api_mapping() {
             .await
             .expect("insert");
     }
-    for public in ["pending", "running", "retrying", "done", "failed"] {
+    for public in JobState::ALL {
         let expected = shapes
             .iter()
-            .filter(|(s, a, m)| public_status(s, *a, *m) == public)
+            .filter(|(s, a, m)| JobState::of_row(s, *a, *m) == public)
             .count();
-        let listed = admin::list(&pool, Some(public), 100).await.expect("list");
+        let listed = inspect::list(&pool, Some(public), 100).await.expect("list");
         assert_eq!(listed.len(), expected, "{public}");
         assert!(listed.iter().all(|job| job.status == public));
     }
-    let stats = admin::stats(&pool).await.expect("stats");
+    assert_eq!(
+        JobState::ALL.map(JobState::as_str),
+        ["pending", "running", "retrying", "done", "failed"],
+        "the five public states, as the API names them"
+    );
+    let stats = inspect::stats(&pool).await.expect("stats");
     assert_eq!(
         (
             stats[0].pending,

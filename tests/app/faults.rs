@@ -1,16 +1,13 @@
 //! Faults on real processes and sockets: a worker killed with kill -9, a mail server that stays
 //! down, SIGTERM during a burst, and a burst of concurrent registrations on one SQLite file.
 
-mod support;
-
 use std::{collections::HashMap, time::Duration};
 
 use futures::future::join_all;
-use signup_queue::{
-    Role, Settings,
-    smtp_sink::{SinkConfig, SmtpSink},
-};
-use support::{child, *};
+use signup_queue::Role;
+use signup_queue_tools::smtp_sink::{SinkConfig, SmtpSink};
+
+use crate::support::{child, *};
 
 /// Registers `n` users through `url_of(path)`, `concurrency` at a time; returns (status, body).
 async fn register_many(
@@ -76,12 +73,12 @@ async fn a_worker_killed_with_sigkill_loses_no_job() {
     .await
     .expect("sink");
     let (_dir, database_url) = temp_database();
-    let web = spawn_with(
-        Settings::for_tests(database_url.clone(), Some(sink.smtp_url())),
-        Role::Web,
-        None,
-    )
-    .await;
+    let web = app()
+        .database(database_url.clone())
+        .smtp(sink.smtp_url())
+        .role(Role::Web)
+        .spawn()
+        .await;
     let results = register_many(&web.client, &web.url(""), "crash", USERS, 16).await;
     assert!(
         results.iter().all(|(status, _)| *status == 201),
@@ -143,13 +140,11 @@ async fn a_worker_killed_with_sigkill_loses_no_job() {
 
 #[tokio::test]
 async fn a_job_that_exhausts_its_attempts_ends_failed_with_its_last_error() {
-    let (dir, database_url) = temp_database();
-    let mut settings = Settings::for_tests(
-        database_url,
-        Some(format!("smtp://127.0.0.1:{}", unused_port())),
-    );
-    settings.job_max_attempts = 2;
-    let app = spawn_with(settings, Role::All, Some(dir)).await;
+    let app = app()
+        .smtp(format!("smtp://127.0.0.1:{}", unused_port()))
+        .settings(|s| s.job_max_attempts = 2)
+        .spawn()
+        .await;
 
     let body: serde_json::Value = app
         .register("/register", "lost@example.com")
@@ -258,7 +253,7 @@ async fn sigterm_during_a_burst_exits_cleanly_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_concurrent_registrations_on_one_sqlite_file() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     let requests = (0..300).map(|i| {
         app.post_json(
             "/register/async",

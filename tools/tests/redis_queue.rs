@@ -1,4 +1,5 @@
-//! The Redis exercise against a real redis-server: the real binary as producer and consumers.
+//! The Redis exercise against a real redis-server: the real `signup-queue-redis` binary as
+//! producer and consumers.
 //! Needs `REDIS_URL` (CI starts a server and sets it); skipped with one line when unset.
 
 use std::{
@@ -26,9 +27,8 @@ fn unique(name: &str) -> String {
 }
 
 fn binary(url: &str, args: &[&str]) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"));
-    cmd.arg("redis")
-        .args(args)
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_signup-queue-redis"));
+    cmd.args(args)
         .env_clear()
         .env("REDIS_URL", url)
         .env("NO_COLOR", "1");
@@ -48,8 +48,7 @@ fn lines(output: &Output) -> Vec<String> {
 
 /// A consumer the test will kill with SIGKILL (kill_on_drop as a safety net).
 fn spawn_killable(url: &str, args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"))
-        .arg("redis")
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_signup-queue-redis"))
         .args(args)
         .env_clear()
         .env("REDIS_URL", url)

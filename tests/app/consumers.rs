@@ -1,19 +1,17 @@
 //! One event, many consumers: each runs once per registration, a failing one holds up no other,
 //! a new one needs no change elsewhere, and messages are checked for type and version.
 
-mod support;
-
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use futures::future::BoxFuture;
 use signup_queue::{
-    Role, Settings,
-    events::{Consumer, ConsumerError, Envelope, JobInfo, UserRegistered},
+    consumers::{Consumer, ConsumerError, JobInfo},
+    events::{Envelope, UserRegistered},
 };
-use support::*;
+
+use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -29,7 +27,7 @@ async fn job_ids(app: &TestApp, user_id: i64) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn every_consumer_runs_once_per_registration() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     let inbox = app.inbox.clone().expect("inbox");
     let body: serde_json::Value = app
         .register("/register", "many@example.com")
@@ -88,7 +86,7 @@ async fn every_consumer_runs_once_per_registration() {
 
 #[tokio::test]
 async fn a_failing_consumer_holds_up_neither_the_others_nor_the_registration() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     let inbox = app.inbox.clone().expect("inbox");
     sqlx::query("CREATE TRIGGER coupons_broken BEFORE INSERT ON coupons BEGIN SELECT RAISE(ABORT, 'coupon service down'); END")
         .execute(&app.pool)
@@ -128,35 +126,30 @@ async fn a_failing_consumer_holds_up_neither_the_others_nor_the_registration() {
 /// A consumer defined here, outside the application: it only records what it sees.
 struct Recorder(Arc<Mutex<Vec<(String, u32, i64)>>>);
 
+#[async_trait::async_trait]
 impl Consumer for Recorder {
     fn name(&self) -> &'static str {
         "test_recorder"
     }
-    fn handle<'a>(
-        &'a self,
-        event: &'a Envelope<UserRegistered>,
-        _job: &'a JobInfo,
-    ) -> BoxFuture<'a, Result<(), ConsumerError>> {
-        Box::pin(async move {
-            if let Ok(mut seen) = self.0.lock() {
-                seen.push((event.kind.clone(), event.version, event.payload.user_id));
-            }
-            Ok(())
-        })
+    async fn handle(
+        &self,
+        event: &Envelope<UserRegistered>,
+        _job: &JobInfo,
+    ) -> Result<(), ConsumerError> {
+        if let Ok(mut seen) = self.0.lock() {
+            seen.push((event.kind.clone(), event.version, event.payload.user_id));
+        }
+        Ok(())
     }
 }
 
 #[tokio::test]
 async fn a_new_consumer_receives_events_without_changes_elsewhere() {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (dir, database_url) = temp_database();
-    let app = spawn_with_consumers(
-        Settings::for_tests(database_url, None),
-        Role::All,
-        Some(dir),
-        vec![Arc::new(Recorder(Arc::clone(&seen)))],
-    )
-    .await;
+    let app = app()
+        .consumer(Arc::new(Recorder(Arc::clone(&seen))))
+        .spawn()
+        .await;
 
     let body: serde_json::Value = app
         .register("/register", "new@example.com")
@@ -197,7 +190,7 @@ async fn push_raw(app: &TestApp, queue: &str, message: serde_json::Value) -> Str
 
 #[tokio::test]
 async fn an_unknown_version_fails_its_job_with_a_clear_error_and_the_legacy_shape_still_works() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     let inbox = app.inbox.clone().expect("inbox");
     sqlx::query("INSERT INTO users (id, email, email_key, password_hash) VALUES (42, 'old@example.com', 'old@example.com', 'x')")
         .execute(&app.pool)

@@ -1,10 +1,10 @@
 //! The bench harness runs end to end in its smallest mode and writes every scenario: a check
 //! that it works, not of the numbers (speed is never asserted in tests).
 
-/// Runs `signup-queue bench --quick ARGS --out DIR` and returns its bench-results.json.
+/// Runs `signup-queue-bench --quick ARGS --out DIR` and returns its bench-results.json.
 fn run_bench(args: &[&str], out: &std::path::Path) -> serde_json::Value {
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"))
-        .args(["bench", "--quick"])
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_signup-queue-bench"))
+        .arg("--quick")
         .args(args)
         .arg("--out")
         .arg(out)

@@ -1,11 +1,10 @@
 //! Every kind of bad input gets its documented 4xx with the JSON error shape, the server never
 //! panics, and nothing is written. Plus properties of the parsers over arbitrary strings.
 
-mod support;
-
 use proptest::prelude::*;
 use signup_queue::users::{DisplayName, Email};
-use support::*;
+
+use crate::support::*;
 
 const JSON: &str = "application/json";
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -239,7 +238,7 @@ fn cases() -> Vec<Case> {
 
 #[tokio::test]
 async fn every_bad_input_is_refused_cleanly_and_writes_nothing() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     for path in ["/register", "/register/async", "/register/sync"] {
         for case in cases() {
             // A form client that asks for JSON gets JSON (a browser gets the HTML page).
@@ -281,7 +280,7 @@ async fn every_bad_input_is_refused_cleanly_and_writes_nothing() {
 
 #[tokio::test]
 async fn wrong_method_is_405_with_the_error_shape() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     for path in ["/register", "/register/async", "/register/sync"] {
         let response = app.client.put(app.url(path)).send().await.expect("answer");
         assert_eq!(response.status(), 405, "{path}");
@@ -293,7 +292,7 @@ async fn wrong_method_is_405_with_the_error_shape() {
 
 #[tokio::test]
 async fn names_with_sql_or_html_are_stored_literally_and_escaped_on_output() {
-    let app = spawn_app().await;
+    let app = app().spawn().await;
     let name = "Robert'); DROP TABLE users;-- <script>alert(1)</script>";
 
     let response = app

@@ -1,0 +1,18 @@
+//! The application's integration tests, in one test binary (one link step for all of them). Each
+//! test starts its own app (`support::app()`) on port 0 with its own temporary database, or runs
+//! the real binary as a child process, so the tests can share this process. Apart, in their own
+//! binaries: `tests/metrics.rs` (see there) and the tools' tests (`tools/tests/`).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod admin;
+mod bad_input;
+mod browser;
+mod consumers;
+mod faults;
+mod jobs_cli;
+mod message_schemas;
+mod page;
+mod register;
+mod security;
