@@ -12,6 +12,7 @@ mod browser;
 mod consumers;
 mod faults;
 mod jobs_cli;
+mod layering;
 mod message_schemas;
 mod page;
 mod register;
