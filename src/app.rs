@@ -132,6 +132,15 @@ impl Application {
             pool: pool.clone(),
             mailer: mailer.limited(usize::from(settings.workers)),
         });
+        if let Some(url) = &settings.events_amqp_url {
+            let relay = consumers::amqp_relay::AmqpRelay::new(url, &settings.events_amqp_exchange)?;
+            tracing::info!(
+                broker = relay.broker(),
+                exchange = %settings.events_amqp_exchange,
+                "user_registered is relayed to RabbitMQ (EVENTS_AMQP_URL)"
+            );
+            consumers.push(Arc::new(relay));
+        }
         consumers.extend(extra_consumers);
         let wakeup = Wakeup::default();
         let signup = Signup::new(

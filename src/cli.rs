@@ -1,7 +1,7 @@
 //! The command line: `serve` (the default), `web`, `worker` run the application; `jobs` inspects
-//! and repairs the queue; `bench` and `redis` hand over to the tools built beside this binary
-//! (`signup-queue-bench`, `signup-queue-redis`, package `signup-queue-tools`), which keep their
-//! dependencies out of the product.
+//! and repairs the queue; `bench`, `redis` and `amqp` hand over to the tools built beside this
+//! binary (`signup-queue-bench`, `signup-queue-redis`, `signup-queue-amqp`, package
+//! `signup-queue-tools`), which keep their dependencies out of the product.
 
 use std::ffi::OsString;
 
@@ -53,6 +53,13 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// What another service sees of the events relayed to RabbitMQ (EVENTS_AMQP_URL): a consumer
+    /// of the exchange. Runs the `signup-queue-amqp` tool: `signup-queue amqp --help`.
+    #[command(disable_help_flag = true)]
+    Amqp {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 pub async fn run() -> anyhow::Result<()> {
@@ -78,6 +85,7 @@ pub async fn run() -> anyhow::Result<()> {
             return run_tool("signup-queue-bench", &args, &env);
         }
         Command::Redis { args } => return run_tool("signup-queue-redis", &args, &[]),
+        Command::Amqp { args } => return run_tool("signup-queue-amqp", &args, &[]),
     };
     let app = Application::build(cli.settings, role).await?;
     app.run_until_stopped(shutdown_signal()).await

@@ -113,6 +113,22 @@ pub struct Settings {
     #[arg(long, env = "ALLOW_PUBLIC_DEV_INBOX", global = true)]
     pub allow_public_dev_inbox: bool,
 
+    /// Publish every `user_registered` to RabbitMQ (a fourth consumer, the relay), e.g.
+    /// amqp://user:pass@127.0.0.1:5672/%2f. Set it on every process (`web` writes the relay's
+    /// jobs, `worker` runs them). Unset: no relay.
+    #[arg(long, env = "EVENTS_AMQP_URL", hide_env_values = true, global = true)]
+    pub events_amqp_url: Option<String>,
+
+    /// The durable topic exchange the relay publishes to (declared at connect), routing key
+    /// `user_registered.v1`.
+    #[arg(
+        long,
+        env = "EVENTS_AMQP_EXCHANGE",
+        default_value = "signup.events",
+        global = true
+    )]
+    pub events_amqp_exchange: String,
+
     /// Link to the inbox UI shown to users. Default: /dev/mailbox with the embedded inbox,
     /// else http://127.0.0.1:8025 (MailHog/Mailpit).
     #[arg(long, env = "MAILBOX_URL", global = true)]
@@ -163,6 +179,8 @@ impl Settings {
             admin_token: None,
             allow_public_dev_inbox: false,
             mailbox_url: None,
+            events_amqp_url: None,
+            events_amqp_exchange: "signup.events".into(),
             hash_cost: HashCost::Test,
             log_format: LogFormat::Text,
         }

@@ -1,11 +1,12 @@
 //! The reactions to `user_registered`, one file each: the welcome mail, the audit log, the
-//! signup coupon. Each consumer owns its queue name, its templates, its subject and Message-ID,
+//! signup coupon, and (with `EVENTS_AMQP_URL`) the relay to other services through RabbitMQ. Each consumer owns its queue name, its templates, its subject and Message-ID,
 //! and its own table writes; it knows the event, never the registration code nor the job storage.
 //!
 //! Adding a consumer: a file here implementing [`Consumer`] and one line in [`built_in`]. The
 //! queue (`crate::queue`) gives each consumer its own jobs, worker, retries and failure state, so
 //! one failing or slow consumer never delays another, nor the registration.
 
+pub mod amqp_relay;
 pub mod audit;
 pub mod coupon;
 pub mod welcome;
@@ -82,7 +83,8 @@ pub struct Deps {
     pub mailer: Mailer,
 }
 
-/// Every built-in consumer of `user_registered`. One line per consumer.
+/// Every built-in consumer of `user_registered`. One line per consumer. The AMQP relay is not
+/// among them: it exists only when configured ([`amqp_relay::AmqpRelay::new`]).
 pub fn built_in(deps: &Deps) -> Vec<Arc<dyn Consumer>> {
     vec![
         Arc::new(welcome::WelcomeEmail::new(deps)),

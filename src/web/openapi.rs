@@ -13,7 +13,10 @@ use crate::{
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+    Router::new().route(
+        "/api/openapi.json",
+        get(|| async { Json(ApiDoc::openapi()) }),
+    )
 }
 
 #[derive(OpenApi)]
@@ -24,12 +27,26 @@ pub fn router() -> Router<AppState> {
         license(name = "MIT")
     ),
     paths(
-        register, register_async, register_sync, job, job_events, queue, queue_events, health,
+        register,
+        register_async,
+        register_sync,
+        job,
+        job_events,
+        queue,
+        queue_events,
+        health,
         mailbox_messages
     ),
     components(schemas(
-        Registration, Registered, ErrorEnvelope, ErrorBody, JobStatus, JobState, QueueSnapshot,
-        Health, CaughtMail
+        Registration,
+        Registered,
+        ErrorEnvelope,
+        ErrorBody,
+        JobStatus,
+        JobState,
+        QueueSnapshot,
+        Health,
+        CaughtMail
     ))
 )]
 pub struct ApiDoc;
@@ -44,10 +61,19 @@ pub struct Registration {
     #[schema(format = Email, max_length = 254, example = "ada@example.com")]
     email: String,
     /// 8 to 128 characters; stored only as an argon2id hash.
-    #[schema(min_length = 8, max_length = 128, pattern = "^[^\\x00]*$", example = "correct horse")]
+    #[schema(
+        min_length = 8,
+        max_length = 128,
+        pattern = "^[^\\x00]*$",
+        example = "correct horse"
+    )]
     password: String,
     /// At most 100 characters, one line.
-    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$", example = "Ada")]
+    #[schema(
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$",
+        example = "Ada"
+    )]
     name: Option<String>,
 }
 
@@ -98,7 +124,11 @@ macro_rules! register_path {
     };
 }
 
-register_path!(register, "/register", "The recommended path: the same as /register/async");
+register_path!(
+    register,
+    "/register",
+    "The recommended path: the same as /register/async"
+);
 register_path!(
     register_async,
     "/register/async",
@@ -191,7 +221,11 @@ mod tests {
     #[test]
     fn the_description_is_openapi_3_1_with_every_public_route() {
         let doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
-        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1"))
+        );
         for path in [
             "/register",
             "/register/async",

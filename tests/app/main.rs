@@ -7,6 +7,7 @@
 mod support;
 
 mod admin;
+mod amqp_relay;
 mod bad_input;
 mod browser;
 mod consumers;
