@@ -12,6 +12,7 @@ mod bad_input;
 mod browser;
 mod consumers;
 mod faults;
+mod hardening;
 mod jobs_cli;
 mod layering;
 mod message_schemas;

@@ -17,7 +17,30 @@ pub struct ChildApp {
 
 /// Starts `signup-queue <command>` with `env`; for `serve`/`web` waits for the listening line.
 pub async fn start(command: &str, env: &[(&str, String)]) -> ChildApp {
+    start_with(command, env, None).await
+}
+
+/// Like [`start`], with at most `max_open_files` file descriptors (RLIMIT_NOFILE), to provoke
+/// "Too many open files" in its listeners.
+pub async fn start_with(
+    command: &str,
+    env: &[(&str, String)],
+    max_open_files: Option<u64>,
+) -> ChildApp {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_signup-queue"));
+    if let Some(limit) = max_open_files {
+        // SAFETY: only an async-signal-safe system call between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::resource::setrlimit(
+                    nix::sys::resource::Resource::RLIMIT_NOFILE,
+                    limit,
+                    limit,
+                )
+                .map_err(std::io::Error::from)
+            });
+        }
+    }
     cmd.arg(command)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
