@@ -27,16 +27,10 @@ use signup_queue_tools::testkit::{TestApp, unused_port};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn amqp_url() -> Option<String> {
-    let url = std::env::var("AMQP_URL").ok();
-    if url.is_none() {
-        // Straight to stderr, past the test harness's capture, so the skip is seen.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: set AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672/%2f) to run the RabbitMQ tests"
-        );
-    }
-    url
+    signup_queue_tools::testkit::service_or_skip(
+        "AMQP_URL",
+        "(e.g. amqp://guest:guest@127.0.0.1:5672/%2f) to run the RabbitMQ tests",
+    )
 }
 
 /// A test's own exchange and the queue it reads from, deleted by [`Broker::cleanup`].

@@ -61,12 +61,7 @@ async fn status_pages_share_one_probe_of_the_mail_server() {
     }
     let mut streams = Vec::new();
     for _ in 0..6 {
-        let response = app
-            .client
-            .get(app.url("/api/queue/events"))
-            .send()
-            .await
-            .expect("stream");
+        let response = app.get("/api/queue/events").await;
         assert_eq!(response.status(), 200);
         streams.push(response.bytes_stream());
     }
@@ -336,12 +331,7 @@ async fn one_client_cannot_hold_every_stream() {
     let app = support::app().spawn().await;
     let mut held = Vec::new();
     for _ in 0..signup_queue::web::feed::STREAMS_PER_CLIENT {
-        let response = app
-            .client
-            .get(app.url("/api/queue/events"))
-            .send()
-            .await
-            .expect("stream");
+        let response = app.get("/api/queue/events").await;
         assert_eq!(response.status(), 200);
         held.push(response);
     }

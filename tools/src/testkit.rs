@@ -64,6 +64,18 @@ pub fn temp_database() -> (tempfile::TempDir, String) {
     (dir, url)
 }
 
+/// The value of `var` (a service's URL, a program's path) when it is set. Otherwise says, straight
+/// to stderr past the test harness's capture, that the tests needing it are skipped: `what` names
+/// them and an example value.
+pub fn service_or_skip(var: &str, what: &str) -> Option<String> {
+    let value = std::env::var(var).ok().filter(|v| !v.is_empty());
+    if value.is_none() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "skipped: set {var} {what}");
+    }
+    value
+}
+
 /// A loopback port nothing listens on (yet).
 pub fn unused_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -202,6 +214,15 @@ impl TestApp {
             serde_json::json!({"email": email, "password": "correct horse", "name": "Ada Lovelace"}),
         )
         .await
+    }
+
+    /// A GET whose response the caller reads (a stream, headers).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {

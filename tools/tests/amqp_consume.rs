@@ -23,16 +23,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn amqp_url() -> Option<String> {
-    let url = std::env::var("AMQP_URL").ok();
-    if url.is_none() {
-        // Straight to stderr, past the test harness's capture, so the skip is seen.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: set AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672/%2f) to run the RabbitMQ tests"
-        );
-    }
-    url
+    signup_queue_tools::testkit::service_or_skip(
+        "AMQP_URL",
+        "(e.g. amqp://guest:guest@127.0.0.1:5672/%2f) to run the RabbitMQ tests",
+    )
 }
 
 /// A test's exchange and the queues its consumers declare, all deleted by [`Broker::cleanup`].

@@ -10,16 +10,10 @@ use std::{
 use redis::AsyncCommands;
 
 fn redis_url() -> Option<String> {
-    let url = std::env::var("REDIS_URL").ok();
-    if url.is_none() {
-        // Straight to stderr, past the test harness's capture, so the skip is seen.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: set REDIS_URL (e.g. redis://127.0.0.1:6379) to run the Redis tests"
-        );
-    }
-    url
+    signup_queue_tools::testkit::service_or_skip(
+        "REDIS_URL",
+        "(e.g. redis://127.0.0.1:6379) to run the Redis tests",
+    )
 }
 
 fn unique(name: &str) -> String {
