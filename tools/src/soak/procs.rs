@@ -77,7 +77,7 @@ pub struct Usage {
     pub peak_fds: u64,
     /// The last sample before it ended.
     pub last: Option<Sample>,
-    /// One sample per progress tick.
+    /// One sample per progress tick, from 5 s after the start.
     pub series: Vec<Sample>,
 }
 
@@ -88,6 +88,9 @@ impl Usage {
         self.last = Some(s);
     }
 }
+
+/// Seconds after its start from which a process's samples go into its series.
+const SETTLED_S: f64 = 5.0;
 
 /// One running `signup-queue web|worker`.
 pub struct Proc {
@@ -161,12 +164,14 @@ impl Launcher {
 }
 
 impl Proc {
-    /// Takes a sample for the peaks; `keep` also stores it in the series. `false`: it exited.
+    /// Takes a sample for the peaks; `keep` also stores it in the series, once the process is
+    /// past its first seconds (a sample right after the start sees the executable still
+    /// loading). `false`: it exited.
     pub fn observe(&mut self, at_s: f64, keep: bool) -> bool {
         match sample(self.usage.pid, at_s) {
             Some(s) => {
                 self.usage.observe(s);
-                if keep {
+                if keep && at_s - self.usage.started_at_s >= SETTLED_S {
                     self.usage.series.push(s);
                 }
                 true

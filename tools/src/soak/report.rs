@@ -227,12 +227,12 @@ impl SoakReport {
             "jobs: {} done, {} pending, {} retrying, {} running, {} failed",
             j.done, j.pending, j.retrying, j.running, j.failed
         );
-        println!("processes (RSS MiB / open fds):");
+        println!("processes (RSS MiB / open fds; early: the first sample 5-15 s after the start):");
         for u in &self.processes {
             let first = u.series.first().copied().unwrap_or_default();
             let last = u.last.unwrap_or_default();
             println!(
-                "  {:<6} #{:<2} pid {:<7} {:>6.0}-{:<6.0} s  first {:>6.1}/{:<4} peak {:>6.1}/{:<4} last {:>6.1}/{:<4} ({})",
+                "  {:<6} #{:<2} pid {:<7} {:>6.0}-{:<6.0} s  early {:>6.1}/{:<4} peak {:>6.1}/{:<4} last {:>6.1}/{:<4} ({})",
                 u.role,
                 u.incarnation,
                 u.pid,
