@@ -2,22 +2,28 @@
 //! `mailin` crate) that can answer each message after a configurable latency, caps concurrent
 //! sessions (refusing extra ones with 421, as a loaded mail server does), and counts what it saw.
 //! It keeps only envelope data, not message bodies.
+//!
+//! Faults for the soak, switched at run time: [`SmtpSink::set_fail_share`] answers `451` to a
+//! share of messages (and closes that session), and [`SmtpSink::go_down`] / [`SmtpSink::come_up`] close the listener and
+//! the open sessions (connections are refused) and listen again on the same port. A session is
+//! cut only while it waits for the client's next line, never between accepting a message and
+//! answering it, so the sink's counts match what the sender was told.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddr},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use mailin::{Action, Handler, Response, SessionBuilder};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::{TcpListener, TcpStream},
-};
+use tokio::{io::AsyncWriteExt, net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
+
+mod session;
+use session::session;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SinkConfig {
@@ -51,6 +57,46 @@ struct Stats {
     open_sessions: AtomicUsize,
     max_open_sessions: AtomicUsize,
     refused_sessions: AtomicUsize,
+    /// Accepted messages per Message-ID (messages without one are not counted here).
+    per_message_id: Mutex<HashMap<String, u32>>,
+    /// Accepted messages per recipient.
+    per_recipient: Mutex<HashMap<String, u32>>,
+    /// Share of messages answered `451`, as `f64` bits (0: none).
+    fail_share_bits: AtomicU64,
+    /// Messages that reached the end of DATA (accepted or failed): the failure counter's clock.
+    messages_seen: AtomicU64,
+    failed_messages: AtomicU64,
+    /// Connections dropped at once because the sink was down (beside the refused ones, which the
+    /// kernel refuses without the sink seeing them).
+    cut_sessions: AtomicUsize,
+}
+
+impl Stats {
+    /// Whether the message that just ended DATA gets `451`: exactly `share` of them, spread
+    /// evenly (the n-th fails when `floor(n * share)` steps up), so runs are reproducible.
+    fn next_fails(&self) -> bool {
+        let share = f64::from_bits(self.fail_share_bits.load(Ordering::SeqCst));
+        let n = self.messages_seen.fetch_add(1, Ordering::SeqCst) as f64;
+        let fails = share > 0.0 && ((n + 1.0) * share).floor() > (n * share).floor();
+        if fails {
+            self.failed_messages.fetch_add(1, Ordering::SeqCst);
+        }
+        fails
+    }
+
+    fn record(&self, accepted: Accepted) {
+        if let Ok(mut counts) = self.per_recipient.lock() {
+            for to in &accepted.to {
+                *counts.entry(to.clone()).or_default() += 1;
+            }
+        }
+        if let (Some(id), Ok(mut counts)) = (&accepted.message_id, self.per_message_id.lock()) {
+            *counts.entry(id.clone()).or_default() += 1;
+        }
+        if let Ok(mut all) = self.accepted.lock() {
+            all.push(accepted);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -58,6 +104,8 @@ pub struct SmtpSink {
     addr: SocketAddr,
     stats: Arc<Stats>,
     token: CancellationToken,
+    /// `true` while the sink is down (see [`SmtpSink::go_down`]).
+    down: Arc<watch::Sender<bool>>,
 }
 
 impl SmtpSink {
@@ -72,15 +120,50 @@ impl SmtpSink {
             addr: listener.local_addr()?,
             stats: Arc::default(),
             token: CancellationToken::new(),
+            down: Arc::new(watch::channel(false).0),
         };
         tokio::spawn(sink.clone().serve(listener, config));
         Ok(sink)
     }
 
     async fn serve(self, listener: TcpListener, config: SinkConfig) {
+        let mut listener = Some(listener);
+        let mut down = self.down.subscribe();
+        loop {
+            // Up: accept until stopped or switched down.
+            if let Some(up) = listener.take() {
+                let phase = self.token.child_token();
+                self.accept_until_down(&up, config, &phase, &mut down).await;
+                // Dropping the listener makes the kernel refuse new connections.
+                phase.cancel();
+            }
+            if self.token.is_cancelled() {
+                return;
+            }
+            // Down: wait to be switched up, then listen on the same port again.
+            tokio::select! {
+                _ = self.token.cancelled() => return,
+                changed = down.wait_for(|d| !*d) => if changed.is_err() { return },
+            }
+            listener = self.rebind().await;
+            if listener.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Accepts sessions until the sink is stopped or switched down; sessions end with `phase`.
+    async fn accept_until_down(
+        &self,
+        listener: &TcpListener,
+        config: SinkConfig,
+        phase: &CancellationToken,
+        down: &mut watch::Receiver<bool>,
+    ) {
         loop {
             let socket = tokio::select! {
                 _ = self.token.cancelled() => return,
+                _ = down.wait_for(|d| *d) => return,
                 accepted = listener.accept() => match accepted {
                     Ok((socket, _)) => socket,
                     Err(e) => {
@@ -93,6 +176,7 @@ impl SmtpSink {
             let open = self.stats.open_sessions.fetch_add(1, Ordering::SeqCst) + 1;
             let stats = Arc::clone(&self.stats);
             let token = self.token.clone();
+            let phase = phase.clone();
             let refuse = config.max_sessions.is_some_and(|cap| open > cap);
             if !refuse {
                 stats.max_open_sessions.fetch_max(open, Ordering::SeqCst);
@@ -107,12 +191,27 @@ impl SmtpSink {
                 } else {
                     tokio::select! {
                         _ = token.cancelled() => {}
-                        _ = session(socket, &stats, config.latency) => {}
+                        _ = session(socket, &stats, config.latency, &phase) => {}
                     }
                 }
                 stats.open_sessions.fetch_sub(1, Ordering::SeqCst);
             });
         }
+    }
+
+    /// Listens on the sink's address again (retrying for a while: the old socket may linger).
+    async fn rebind(&self) -> Option<TcpListener> {
+        for _ in 0..100 {
+            match TcpListener::bind(self.addr).await {
+                Ok(listener) => return Some(listener),
+                Err(e) => {
+                    tracing::warn!(error = %e, addr = %self.addr, "SMTP sink: cannot listen again yet");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        tracing::error!(addr = %self.addr, "SMTP sink: gave up listening again");
+        None
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -152,97 +251,59 @@ impl SmtpSink {
     pub fn stop(&self) {
         self.token.cancel();
     }
-}
 
-#[derive(Default)]
-struct Envelope {
-    to: Vec<String>,
-    header_block: Vec<u8>,
-    in_headers: bool,
-    /// Shared with the connection loop, which cannot reach into the session's handler.
-    finished: Arc<Mutex<Option<Accepted>>>,
-}
-
-impl Handler for Envelope {
-    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
-        self.to = to.to_vec();
-        self.header_block.clear();
-        self.in_headers = true;
-        mailin::response::OK
+    /// Answers `451` (transient failure) to `share` (0 to 1) of the messages from now on.
+    pub fn set_fail_share(&self, share: f64) {
+        let share = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.stats
+            .fail_share_bits
+            .store(share.to_bits(), Ordering::SeqCst);
     }
 
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        if self.in_headers {
-            self.header_block.extend_from_slice(buf);
-            if buf == b"\r\n" || buf == b"\n" || self.header_block.len() > 64 * 1024 {
-                self.in_headers = false;
-            }
-        }
-        Ok(())
+    /// An outage: stops listening (connections are refused) and cuts the open sessions at their
+    /// next read, until [`SmtpSink::come_up`].
+    pub fn go_down(&self) {
+        self.down.send_replace(true);
     }
 
-    fn data_end(&mut self) -> Response {
-        let headers = String::from_utf8_lossy(&self.header_block);
-        let message_id = headers.lines().find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("message-id")
-                .then(|| value.trim().to_owned())
-        });
-        if let Ok(mut finished) = self.finished.lock() {
-            *finished = Some(Accepted {
-                to: std::mem::take(&mut self.to),
-                message_id,
-                at: Instant::now(),
-            });
-        }
-        mailin::response::OK
+    /// Ends the outage: listens again on the same address.
+    pub fn come_up(&self) {
+        self.down.send_replace(false);
     }
-}
 
-async fn session(socket: TcpStream, stats: &Stats, latency: Duration) -> std::io::Result<()> {
-    let peer: IpAddr = socket
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(Ipv4Addr::LOCALHOST.into());
-    let mut stream = BufReader::new(socket);
-    let finished: Arc<Mutex<Option<Accepted>>> = Arc::default();
-    let envelope = Envelope {
-        finished: Arc::clone(&finished),
-        ..Envelope::default()
-    };
-    let mut session = SessionBuilder::new("signup-queue-sink").build(peer, envelope);
-    stream
-        .get_mut()
-        .write_all(&session.greeting().buffer()?)
-        .await?;
-    let mut line = Vec::with_capacity(256);
-    loop {
-        line.clear();
-        if stream.read_until(b'\n', &mut line).await? == 0 {
-            return Ok(());
-        }
-        let response = session.process(&line);
-        let completed = finished.lock().ok().and_then(|mut f| f.take());
-        if let Some(accepted) = completed {
-            // The message is complete: answer only after the simulated latency.
-            if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
-            }
-            let mut accepted = accepted;
-            accepted.at = Instant::now();
-            if let Ok(mut all) = stats.accepted.lock() {
-                all.push(accepted);
-            }
-        }
-        match response.action {
-            Action::Reply | Action::UpgradeTls => {
-                stream.get_mut().write_all(&response.buffer()?).await?;
-            }
-            Action::Close => {
-                stream.get_mut().write_all(&response.buffer()?).await?;
-                return Ok(());
-            }
-            Action::NoReply => {}
-        }
+    pub fn is_down(&self) -> bool {
+        *self.down.borrow()
+    }
+
+    /// Messages answered `451` by [`SmtpSink::set_fail_share`].
+    pub fn failed_count(&self) -> u64 {
+        self.stats.failed_messages.load(Ordering::SeqCst)
+    }
+
+    /// Sessions cut because the sink went down.
+    pub fn cut_sessions(&self) -> usize {
+        self.stats.cut_sessions.load(Ordering::SeqCst)
+    }
+
+    /// Accepted messages per Message-ID.
+    pub fn count_by_message_id(&self) -> HashMap<String, u32> {
+        self.stats
+            .per_message_id
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// Accepted messages per recipient.
+    pub fn count_by_recipient(&self) -> HashMap<String, u32> {
+        self.stats
+            .per_recipient
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
     }
 }
