@@ -128,7 +128,7 @@ async fn async_register_succeeds_while_the_mail_server_is_down_and_mail_goes_out
         "{retrying}"
     );
 
-    let inbox = DevInbox::start_on(port)
+    let inbox = DevInbox::start_on(port, std::time::Duration::ZERO)
         .await
         .expect("SMTP server comes up");
     let mails = wait_for_welcome_mails(&inbox, 1, Duration::from_secs(20)).await;
