@@ -1,16 +1,29 @@
 // Progressive enhancement of the registration page: submit without a reload, show the server
-// time (Server-Timing) and the browser's round trip as bars on one scale, show field errors next
-// to their field, and follow the async job and the queue over Server-Sent Events.
+// time (Server-Timing, stacked by phase) and the browser's round trip as bars on one scale, show
+// field errors next to their field, follow every job of the async registration and the queue over
+// Server-Sent Events, and drive the development mail server.
 // Without JavaScript the forms post normally and the server answers with a result page.
 "use strict";
 
 (function () {
-  const timings = {}; // mode -> { server, rtt } in ms
+  const timings = {}; // mode -> { server, rtt, phases: [[name, ms]] }
+  const following = {}; // mode -> open EventSources
+  const MAIL_QUEUES = ["welcome_email", "signup_coupon"];
+  const KNOWN_PHASES = ["hash", "db", "welcome_email", "audit_log", "signup_coupon"];
 
-  function serverTime(response) {
+  // `hash;dur=12.1, db;dur=0.8, welcome_email;dur=1500.2, app;dur=1514` -> total and phases.
+  function serverTiming(response) {
     const header = response.headers.get("server-timing") || "";
-    const match = /app;dur=([0-9.]+)/.exec(header);
-    return match ? parseFloat(match[1]) : null;
+    let total = null;
+    const phases = [];
+    for (const entry of header.split(",")) {
+      const match = /^\s*([A-Za-z0-9_-]+).*;\s*dur=([0-9.]+)/.exec(entry);
+      if (!match) continue;
+      const value = parseFloat(match[2]);
+      if (match[1] === "app") total = value;
+      else phases.push([match[1], value]);
+    }
+    return { total, phases };
   }
 
   function format(ms) {
@@ -29,6 +42,34 @@
         bar.style.width = value == null ? "0" : Math.max(0.5, (value / max) * 100) + "%";
         text.textContent = value == null ? "n/a" : format(value);
       }
+      drawPhases(result, t);
+    }
+  }
+
+  // The server bar as one segment per phase, and a legend with each phase's time.
+  function drawPhases(result, t) {
+    const stack = result.querySelector('[data-bar="server"]');
+    const legend = result.querySelector("[data-phases]");
+    stack.replaceChildren();
+    legend.replaceChildren();
+    if (!t.server || !t.phases.length) return;
+    let rest = t.server;
+    const parts = t.phases.map(([name, ms]) => { rest -= ms; return [name, ms]; });
+    if (rest > 0.05) parts.push(["other", rest]);
+    for (const [name, ms] of parts) {
+      const kind = KNOWN_PHASES.includes(name) ? name : "other";
+      const segment = document.createElement("span");
+      segment.className = "ph-" + kind;
+      segment.style.width = (ms / t.server) * 100 + "%";
+      segment.title = `${name}: ${format(ms)}`;
+      stack.append(segment);
+      const item = document.createElement("span");
+      item.dataset.phase = name;
+      const swatch = document.createElement("i");
+      swatch.className = "ph-" + kind;
+      swatch.setAttribute("aria-hidden", "true");
+      item.append(swatch, `${name} ${format(ms)}`);
+      legend.append(item);
     }
   }
 
@@ -58,30 +99,65 @@
     result.querySelector("[data-inbox]").hidden = false;
   }
 
-  function followJob(result, jobId, email) {
+  function stopFollowing(mode) {
+    for (const events of following[mode] || []) events.close();
+    following[mode] = [];
+  }
+
+  // One line per consumer's job, each with its own live status; mail jobs link to their mail.
+  function followJobs(result, jobs, email, mode) {
     const box = result.querySelector("[data-job]");
-    const status = result.querySelector("[data-job-status]");
-    const detail = result.querySelector("[data-job-detail]");
+    const list = result.querySelector("[data-jobs]");
+    list.replaceChildren();
     box.hidden = false;
-    result.querySelector("[data-job-id]").textContent = jobId;
-    status.textContent = "pending";
-    status.dataset.status = "pending";
-    const events = new EventSource(`/api/jobs/${encodeURIComponent(jobId)}/events`);
-    events.addEventListener("status", (event) => {
-      const job = JSON.parse(event.data);
-      status.textContent = job.status;
-      status.dataset.status = job.status;
-      if (job.status === "retrying" || job.status === "failed") {
-        detail.textContent = `attempt ${job.attempts}` + (job.last_error ? `: ${job.last_error}` : "");
-      } else {
-        detail.textContent = job.attempts > 1 ? `after ${job.attempts} attempts` : "";
-      }
-      if (job.status === "done") inboxLink(result, email);
-      if (job.status === "done" || job.status === "failed") events.close();
-    });
-    events.onerror = () => {
-      if (events.readyState === EventSource.CLOSED) detail.textContent = "(live status lost; reload to see it)";
-    };
+    const queues = Object.keys(jobs).sort((a, b) => (a === "welcome_email" ? -1 : b === "welcome_email" ? 1 : a.localeCompare(b)));
+    for (const queue of queues) {
+      const jobId = jobs[queue];
+      const item = document.createElement("li");
+      item.dataset.queue = queue;
+      const name = document.createElement("code");
+      name.textContent = queue;
+      name.title = "job " + jobId;
+      const status = document.createElement("strong");
+      status.className = "status";
+      status.dataset.jobStatus = queue;
+      status.dataset.status = "pending";
+      status.textContent = "pending";
+      const detail = document.createElement("span");
+      detail.className = "muted";
+      item.append(name, ": ", status, " ", detail);
+      list.append(item);
+      const events = new EventSource(`/api/jobs/${encodeURIComponent(jobId)}/events`);
+      following[mode].push(events);
+      events.addEventListener("status", (event) => {
+        const job = JSON.parse(event.data);
+        status.textContent = job.status;
+        status.dataset.status = job.status;
+        if (job.status === "retrying" || job.status === "failed") {
+          detail.textContent = `attempt ${job.attempts}` + (job.last_error ? `: ${job.last_error}` : "");
+        } else {
+          detail.textContent = job.attempts > 1 ? `after ${job.attempts} attempts` : "";
+        }
+        if (job.status === "done") {
+          if (queue === "welcome_email") inboxLink(result, email);
+          if (MAIL_QUEUES.includes(queue)) {
+            const link = document.createElement("a");
+            link.href = mailLink(result, email);
+            link.textContent = "its mail";
+            detail.replaceChildren(link);
+          }
+        }
+        if (job.status === "done" || job.status === "failed") events.close();
+      });
+      events.onerror = () => {
+        if (events.readyState === EventSource.CLOSED && status.dataset.status !== "done") detail.textContent = "(live status lost; reload to see it)";
+      };
+    }
+  }
+
+  function mailLink(result, email) {
+    const base = result.querySelector("[data-inbox-link]").getAttribute("href").split("?")[0];
+    return base.startsWith("/dev/mailbox") ? base + "?to=" + encodeURIComponent(email) : base;
   }
 
   async function submit(form, event) {
@@ -111,7 +187,9 @@
     }
     const rtt = performance.now() - started;
     button.disabled = false;
-    timings[mode] = { server: serverTime(response), rtt };
+    const timing = serverTiming(response);
+    timings[mode] = { server: timing.total, rtt, phases: timing.phases };
+    stopFollowing(mode);
     result.hidden = false;
     result.querySelector("[data-inbox]").hidden = true;
     const job = result.querySelector("[data-job]");
@@ -120,10 +198,10 @@
     if (response.status === 201) {
       outcome.className = "outcome ok";
       outcome.textContent = mode === "sync"
-        ? `Created user #${body.user_id}; the mail server accepted the welcome mail before this answer.`
-        : `Created user #${body.user_id}; the welcome mail is queued.`;
+        ? `Created user #${body.user_id}; every consumer ran inside this request: the mail server accepted the welcome and coupon mails before this answer.`
+        : `Created user #${body.user_id}; ${Object.keys(body.jobs || {}).length} jobs are queued, one per consumer.`;
       if (mode === "sync") inboxLink(result, email);
-      if (body.job_id) followJob(result, body.job_id, email);
+      if (body.jobs && Object.keys(body.jobs).length) followJobs(result, body.jobs, email, mode);
     } else if (response.status === 409) {
       outcome.className = "outcome warn";
       outcome.textContent = "Already registered: " + error.message;
@@ -144,6 +222,43 @@
 
   for (const form of document.querySelectorAll("form[data-mode]")) {
     form.addEventListener("submit", (event) => submit(form, event));
+  }
+
+  // The development mail server's switches (embedded inbox only).
+  const mailServer = document.querySelector("form[data-mail-server]");
+  function showMailServer(state) {
+    const text = `${state.down ? "down" : "up"}, ${state.latency_ms} ms per mail` + (state.flaky_share > 0 ? `, ${state.flaky_share} flaky` : "");
+    document.querySelector("[data-mail-state]").textContent = text;
+  }
+  if (mailServer) {
+    mailServer.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const error = document.getElementById("mail-server-error");
+      error.hidden = true;
+      const f = mailServer.elements;
+      const change = {
+        latency_ms: Math.max(0, Math.round(Number(f.latency_ms.value) || 0)),
+        flaky_share: Number(f.flaky_share.value) || 0,
+        down: f.down.checked,
+      };
+      try {
+        const response = await fetch(mailServer.action, {
+          method: "POST",
+          headers: { "content-type": "application/json", accept: "application/json" },
+          body: JSON.stringify(change),
+        });
+        const body = await response.json().catch(() => ({}));
+        if (!response.ok) {
+          error.textContent = (body.error && body.error.message) ? `${body.error.field || ""} ${body.error.message}` : `error ${response.status}`;
+          error.hidden = false;
+          return;
+        }
+        showMailServer(body);
+      } catch (e) {
+        error.textContent = "The server did not answer: " + e.message;
+        error.hidden = false;
+      }
+    });
   }
 
   const queue = document.querySelector("[data-queue]");

@@ -27,8 +27,10 @@ use tokio_util::sync::CancellationToken;
 /// The longest latency the gate accepts (more than any `SMTP_TIMEOUT` worth trying).
 pub const MAX_LATENCY: Duration = Duration::from_secs(30);
 
-const DOWN_REPLY: &[u8] = b"421 4.3.2 Service not available (development mail server switched down)\r\n";
-const FLAKY_REPLY: &[u8] = b"451 4.3.0 Temporary failure, try again later (development mail server in flaky mode)\r\n";
+const DOWN_REPLY: &[u8] =
+    b"421 4.3.2 Service not available (development mail server switched down)\r\n";
+const FLAKY_REPLY: &[u8] =
+    b"451 4.3.0 Temporary failure, try again later (development mail server in flaky mode)\r\n";
 /// The end of a message's data, as the client sends it.
 const END_OF_DATA: &[u8] = b"\r\n.\r\n";
 
@@ -117,7 +119,12 @@ impl Control {
             if let Some(share) = change.flaky_share {
                 state.flaky_share = share.clamp(0.0, 1.0);
             }
-            tracing::info!(latency_ms = state.latency_ms, down = state.down, flaky_share = state.flaky_share, "development mail server changed");
+            tracing::info!(
+                latency_ms = state.latency_ms,
+                down = state.down,
+                flaky_share = state.flaky_share,
+                "development mail server changed"
+            );
         }
         self.get()
     }

@@ -51,7 +51,9 @@ pub enum AppError {
 /// What the failing inline step is, for the 502's message.
 fn step_text(step: &str) -> String {
     match step {
-        crate::consumers::welcome::WELCOME_QUEUE => "the welcome mail (and the work after it)".into(),
+        crate::consumers::welcome::WELCOME_QUEUE => {
+            "the welcome mail (and the work after it)".into()
+        }
         crate::consumers::coupon::COUPON_QUEUE => "the coupon mail".into(),
         other => format!("the {other} step (and the work after it)"),
     }

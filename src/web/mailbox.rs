@@ -50,7 +50,10 @@ pub fn router() -> Router<AppState> {
         .route("/dev/mailbox/messages/{id}/html", get(mail_html))
         .route("/dev/mailbox/api/v2/messages", get(mailhog_messages))
         .route("/api/v2/messages", get(mailhog_messages))
-        .route("/dev/mail-server", get(mail_server).post(change_mail_server))
+        .route(
+            "/dev/mail-server",
+            get(mail_server).post(change_mail_server),
+        )
 }
 
 fn caught(state: &AppState) -> Vec<CaughtMail> {

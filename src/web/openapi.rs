@@ -7,7 +7,10 @@ use axum::{Json, Router, routing::get};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::{
-    dev_inbox::CaughtMail,
+    dev_inbox::{
+        CaughtMail,
+        gate::{MailServerChange, MailServerState},
+    },
     queue::{JobState, JobStatus},
     web::{AppState, error::ErrorBody, feed::QueueSnapshot, register::Registered},
 };
@@ -35,7 +38,12 @@ pub fn router() -> Router<AppState> {
         queue,
         queue_events,
         health,
-        mailbox_messages
+        mailbox_messages,
+        mailbox_clear,
+        mailbox_events,
+        mailbox_mailhog,
+        mail_server_get,
+        mail_server_post
     ),
     components(schemas(
         Registration,
@@ -46,7 +54,9 @@ pub fn router() -> Router<AppState> {
         JobState,
         QueueSnapshot,
         Health,
-        CaughtMail
+        CaughtMail,
+        MailServerState,
+        MailServerChange
     ))
 )]
 pub struct ApiDoc;
@@ -214,6 +224,82 @@ fn health() {}
 #[allow(dead_code)]
 fn mailbox_messages() {}
 
+#[utoipa::path(
+    delete,
+    path = "/dev/mailbox/api/messages",
+    summary = "Development inbox only: forget every caught mail",
+    responses(
+        (status = 204, description = "Cleared"),
+        (status = 404, description = "The embedded inbox is not running", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn mailbox_clear() {}
+
+#[utoipa::path(
+    get,
+    path = "/dev/mailbox/events",
+    summary = "Development inbox only: new mails as Server-Sent Events (`ready`, then `mail` per arrival)",
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 404, description = "The embedded inbox is not running", body = ErrorEnvelope),
+        (status = 429, description = "Too many open streams from this address", body = ErrorEnvelope),
+        (status = 503, description = "Too many open streams", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn mailbox_events() {}
+
+/// MailHog's `GET /api/v2/messages` answer: `{"total","count","start","items"}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MailHogMessages {
+    total: usize,
+    count: usize,
+    start: usize,
+    /// MailHog's message objects (`ID`, `From`, `To`, `Content`, `Created`, `Raw`).
+    items: Vec<serde_json::Value>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/dev/mailbox/api/v2/messages",
+    summary = "Development inbox only: the caught mails in MailHog's v2 shape (also at /api/v2/messages)",
+    responses(
+        (status = 200, description = "Mails", body = MailHogMessages),
+        (status = 404, description = "The embedded inbox is not running", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn mailbox_mailhog() {}
+
+#[utoipa::path(
+    get,
+    path = "/dev/mail-server",
+    summary = "Development inbox only: the development mail server's latency, down and flaky switches",
+    responses(
+        (status = 200, description = "The switches", body = MailServerState),
+        (status = 404, description = "The embedded inbox is not running (SMTP_URL is set)", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn mail_server_get() {}
+
+#[utoipa::path(
+    post,
+    path = "/dev/mail-server",
+    summary = "Development inbox only: change the switches (absent fields stay); a form gets a redirect to the page",
+    request_body(content((MailServerChange = "application/json"))),
+    responses(
+        (status = 200, description = "The new switches", body = MailServerState),
+        (status = 400, description = "Malformed body or unknown field", body = ErrorEnvelope),
+        (status = 404, description = "The embedded inbox is not running (SMTP_URL is set)", body = ErrorEnvelope),
+        (status = 422, description = "A value is out of range", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn mail_server_post() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +322,9 @@ mod tests {
             "/api/queue/events",
             "/health",
             "/dev/mailbox/api/messages",
+            "/dev/mailbox/events",
+            "/dev/mailbox/api/v2/messages",
+            "/dev/mail-server",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} is not described");
         }

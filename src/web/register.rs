@@ -98,7 +98,14 @@ async fn register_async(State(state): State<AppState>, registration: Registratio
             &mut phases,
         )
         .await;
-    reply(&state, registration.format, registration.started, "async", result, &phases)
+    reply(
+        &state,
+        registration.format,
+        registration.started,
+        "async",
+        result,
+        &phases,
+    )
 }
 
 async fn register_sync(State(state): State<AppState>, registration: Registration) -> Response {
@@ -107,7 +114,14 @@ async fn register_sync(State(state): State<AppState>, registration: Registration
         .signup
         .register_inline(registration.user, &mut phases)
         .await;
-    reply(&state, registration.format, registration.started, "sync", result, &phases)
+    reply(
+        &state,
+        registration.format,
+        registration.started,
+        "sync",
+        result,
+        &phases,
+    )
 }
 
 fn reply(

@@ -14,6 +14,7 @@ mod consumers;
 mod faults;
 mod jobs_cli;
 mod layering;
+mod lesson;
 mod message_schemas;
 mod page;
 mod register;
