@@ -151,6 +151,14 @@ impl Application {
         }
         consumers.extend(extra_consumers.iter().cloned());
         inline.extend(extra_consumers);
+        // With the embedded inbox, the page can switch consumers to fail (development only).
+        let faults = inbox
+            .as_ref()
+            .map(|_| consumers::fault::FaultSwitch::default());
+        if let Some(faults) = &faults {
+            consumers = consumers.into_iter().map(|c| faults.wrap(c)).collect();
+            inline = inline.into_iter().map(|c| faults.wrap(c)).collect();
+        }
         let wakeup = Wakeup::default();
         let signup = Signup::new(
             pool.clone(),
@@ -170,6 +178,7 @@ impl Application {
             streams: StreamLimits::default(),
             rate_limit_per_minute: settings.rate_limit_per_minute,
             inbox,
+            faults,
             mailbox_url,
             shutdown: token.clone(),
         };

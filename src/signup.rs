@@ -116,6 +116,11 @@ impl Signup {
         }
     }
 
+    /// The consumer queues `user_registered` is published to, in order.
+    pub fn queues(&self) -> &[&'static str] {
+        &self.queues
+    }
+
     /// Through the queue: answers once the user and its jobs are committed together.
     #[tracing::instrument(skip_all, fields(mode = "async", user_id, job_id))]
     pub async fn register_queued(

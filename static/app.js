@@ -261,11 +261,116 @@
     });
   }
 
+  // Decoupled: switch one consumer to fail (development only).
+  for (const form of document.querySelectorAll("form[data-consumer-switch]")) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const queue = form.elements.queue.value;
+      const fail = form.elements.fail.value === "on";
+      const response = await fetch(form.action, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json" },
+        body: JSON.stringify({ queue, fail }),
+      }).catch(() => null);
+      if (!response || !response.ok) return;
+      const state = form.querySelector("[data-consumer-state]");
+      const button = form.querySelector("button");
+      state.textContent = fail ? "failing" : "working";
+      state.className = fail ? "down" : "up";
+      button.firstChild.textContent = fail ? "Let it work" : "Make it fail";
+      button.classList.toggle("failing", fail);
+      form.elements.fail.value = fail ? "off" : "on";
+    });
+  }
+
+  // Peak shaving: send a burst, and chart the queue depth and the mails per second.
+  const burst = document.querySelector("form[data-burst]");
+  if (burst) {
+    burst.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const result = document.querySelector("[data-burst-result]");
+      const button = burst.querySelector("button");
+      const count = Math.round(Number(burst.elements.count.value) || 0);
+      const mode = burst.elements.mode.value;
+      button.disabled = true;
+      result.textContent = `Sending ${count} registrations ${mode === "sync" ? "inline" : "through the queue"}…`;
+      try {
+        const response = await fetch(burst.action, {
+          method: "POST",
+          headers: { "content-type": "application/json", accept: "application/json" },
+          body: JSON.stringify({ count, mode }),
+        });
+        const body = await response.json().catch(() => ({}));
+        result.textContent = response.ok
+          ? `${body.created} of ${body.count} registered ${mode === "sync" ? "inline" : "through the queue"} in ${format(body.took_ms)} (slowest ${format(body.slowest_ms)})` + (body.failed ? `, ${body.failed} failed` : "") + "."
+          : `Refused: ${(body.error && body.error.message) || response.status}`;
+        result.dataset.done = "true";
+      } catch (e) {
+        result.textContent = "The server did not answer: " + e.message;
+      }
+      button.disabled = false;
+    });
+  }
+
+  const chart = document.querySelector("svg[data-chart]");
+  const samples = []; // [{ depth, rate }], one a second
+  let latest = null;
+  let lastDone = null;
+  function drawChart() {
+    const W = 600, H = 180, PAD = 22, N = 60;
+    const ns = "http://www.w3.org/2000/svg";
+    const max = Math.max(5, ...samples.map((s) => Math.max(s.depth, s.rate)));
+    chart.replaceChildren();
+    const axis = document.createElementNS(ns, "text");
+    axis.setAttribute("x", "4");
+    axis.setAttribute("y", "14");
+    axis.setAttribute("font-size", "12");
+    axis.setAttribute("fill", "#616e7c");
+    axis.textContent = String(max);
+    const base = document.createElementNS(ns, "line");
+    for (const [k, v] of [["x1", PAD], ["x2", W], ["y1", H - 4], ["y2", H - 4], ["stroke", "#9aa5b1"]]) base.setAttribute(k, v);
+    chart.append(axis, base);
+    for (const [key, color] of [["depth", "#2f6fdb"], ["rate", "#e8590c"]]) {
+      const points = samples.map((s, i) => {
+        const x = PAD + ((W - PAD) * (N - samples.length + i)) / (N - 1);
+        const y = H - 4 - ((H - 24) * s[key]) / max;
+        return `${x.toFixed(1)},${y.toFixed(1)}`;
+      });
+      const line = document.createElementNS(ns, "polyline");
+      line.setAttribute("points", points.join(" "));
+      line.setAttribute("fill", "none");
+      line.setAttribute("stroke", color);
+      line.setAttribute("stroke-width", "2.5");
+      line.dataset.series = key;
+      chart.append(line);
+    }
+    const now = samples[samples.length - 1];
+    if (now) {
+      const peak = Math.max(...samples.map((s) => s.depth));
+      const text = document.querySelector("[data-chart-now]");
+      text.textContent = `depth ${now.depth}, ${now.rate} mails/s (peak depth ${peak})`;
+      text.dataset.depth = String(now.depth);
+      text.dataset.peak = String(peak);
+    }
+  }
+  if (chart) {
+    setInterval(() => {
+      if (!latest) return;
+      const depth = latest.pending + latest.running + latest.retrying;
+      const rate = lastDone == null ? 0 : Math.max(0, latest.done - lastDone);
+      lastDone = latest.done;
+      samples.push({ depth, rate });
+      if (samples.length > 60) samples.shift();
+      drawChart();
+    }, 1000);
+  }
+
   const queue = document.querySelector("[data-queue]");
   if (queue && window.EventSource) {
     const events = new EventSource("/api/queue/events");
     events.addEventListener("queue", (event) => {
       const q = JSON.parse(event.data);
+      latest = q;
       for (const key of ["pending", "running", "retrying", "done", "failed"]) {
         queue.querySelector(`[data-queue-${key}]`).textContent = q[key];
       }

@@ -9,6 +9,7 @@
 pub mod amqp_relay;
 pub mod audit;
 pub mod coupon;
+pub mod fault;
 pub mod welcome;
 
 use std::{sync::Arc, time::Duration};

@@ -12,7 +12,13 @@ use crate::{
         gate::{MailServerChange, MailServerState},
     },
     queue::{JobState, JobStatus},
-    web::{AppState, error::ErrorBody, feed::QueueSnapshot, register::Registered},
+    web::{
+        AppState,
+        dev::{BurstRequest, BurstResult, ConsumerSwitch, ConsumerSwitches},
+        error::ErrorBody,
+        feed::QueueSnapshot,
+        register::Registered,
+    },
 };
 
 pub fn router() -> Router<AppState> {
@@ -43,7 +49,10 @@ pub fn router() -> Router<AppState> {
         mailbox_events,
         mailbox_mailhog,
         mail_server_get,
-        mail_server_post
+        mail_server_post,
+        consumers_get,
+        consumers_post,
+        burst
     ),
     components(schemas(
         Registration,
@@ -56,7 +65,11 @@ pub fn router() -> Router<AppState> {
         Health,
         CaughtMail,
         MailServerState,
-        MailServerChange
+        MailServerChange,
+        ConsumerSwitches,
+        ConsumerSwitch,
+        BurstRequest,
+        BurstResult
     ))
 )]
 pub struct ApiDoc;
@@ -300,6 +313,48 @@ fn mail_server_get() {}
 #[allow(dead_code)]
 fn mail_server_post() {}
 
+#[utoipa::path(
+    get,
+    path = "/dev/consumers",
+    summary = "Development inbox only: the consumers of user_registered and which are switched to fail",
+    responses(
+        (status = 200, description = "The switches", body = ConsumerSwitches),
+        (status = 404, description = "The embedded inbox is not running (SMTP_URL is set)", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn consumers_get() {}
+
+#[utoipa::path(
+    post,
+    path = "/dev/consumers",
+    summary = "Development inbox only: switch one consumer to fail (its jobs retry) or back; a form gets a redirect to the page",
+    request_body(content((ConsumerSwitch = "application/json"))),
+    responses(
+        (status = 200, description = "The switches", body = ConsumerSwitches),
+        (status = 400, description = "Malformed body or unknown field", body = ErrorEnvelope),
+        (status = 404, description = "The embedded inbox is not running (SMTP_URL is set)", body = ErrorEnvelope),
+        (status = 422, description = "Not a consumer's queue", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn consumers_post() {}
+
+#[utoipa::path(
+    post,
+    path = "/dev/burst",
+    summary = "Development inbox only: 1 to 100 registrations at once (8 at a time), async or sync; a form gets a redirect to the page",
+    request_body(content((BurstRequest = "application/json"))),
+    responses(
+        (status = 200, description = "What the burst measured", body = BurstResult),
+        (status = 400, description = "Malformed body or unknown field", body = ErrorEnvelope),
+        (status = 404, description = "The embedded inbox is not running (SMTP_URL is set)", body = ErrorEnvelope),
+        (status = 422, description = "count or mode out of range", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn burst() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +380,8 @@ mod tests {
             "/dev/mailbox/events",
             "/dev/mailbox/api/v2/messages",
             "/dev/mail-server",
+            "/dev/consumers",
+            "/dev/burst",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} is not described");
         }

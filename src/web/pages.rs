@@ -66,6 +66,9 @@ struct IndexPage<'a> {
     mailbox_url: &'a str,
     /// The development mail server's switches, with the embedded inbox only.
     mail_server: Option<crate::dev_inbox::gate::MailServerState>,
+    /// Each consumer queue and whether it is switched to fail (development only).
+    consumers: Option<Vec<(&'static str, bool)>>,
+    burst_max: u32,
 }
 
 async fn index(State(state): State<AppState>) -> Response {
@@ -73,6 +76,16 @@ async fn index(State(state): State<AppState>) -> Response {
         sides: &SIDES,
         mailbox_url: &state.mailbox_url,
         mail_server: state.inbox.as_ref().map(|i| i.control().get()),
+        consumers: state.faults.as_ref().map(|faults| {
+            let failing = faults.failing();
+            state
+                .signup
+                .queues()
+                .iter()
+                .map(|q| (*q, failing.iter().any(|f| f == q)))
+                .collect()
+        }),
+        burst_max: crate::web::dev::BURST_MAX,
     })
     .render()
     {

@@ -422,3 +422,106 @@ async fn the_inbox_streams_new_mail_shows_html_in_a_sandbox_and_can_be_cleared()
     assert_eq!(messages, json!([]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_consumer_switched_to_fail_leaves_the_others_untouched() {
+    let app = app().spawn().await;
+    let (status, switches) = app.get_json("/dev/consumers").await;
+    assert_eq!(status, 200);
+    assert_eq!(switches["failing"], json!([]));
+    let response = app
+        .post_json(
+            "/dev/consumers",
+            json!({"queue": "signup_coupon", "fail": true}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["failing"], json!(["signup_coupon"]));
+    assert_eq!(
+        app.post_json("/dev/consumers", json!({"queue": "nope", "fail": true}))
+            .await
+            .status(),
+        422
+    );
+
+    let queued: Value = app
+        .register("/register/async", "decoupled@example.com")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let coupon = queued["jobs"]["signup_coupon"]
+        .as_str()
+        .expect("coupon job");
+    let retrying = app.wait_for_job(coupon, "retrying", WAIT).await;
+    assert!(
+        retrying["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("switched to fail")),
+        "{retrying}"
+    );
+    for queue in ["welcome_email", "audit_log"] {
+        app.wait_for_job(queued["jobs"][queue].as_str().expect("job"), "done", WAIT)
+            .await;
+    }
+    assert_eq!(
+        app.register("/register/sync", "coupled@example.com")
+            .await
+            .status(),
+        502,
+        "inline, the same failure fails the request"
+    );
+
+    app.post_json(
+        "/dev/consumers",
+        json!({"queue": "signup_coupon", "fail": false}),
+    )
+    .await;
+    app.wait_for_job(coupon, "done", WAIT).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_through_the_queue_is_answered_before_its_mails_go_out() {
+    let app = app()
+        .settings(|s| s.dev_mail_latency = Duration::from_millis(200))
+        .spawn()
+        .await;
+    let response = app
+        .post_json("/dev/burst", json!({"count": 12, "mode": "async"}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let result: Value = response.json().await.expect("json");
+    assert_eq!(result["created"], 12);
+    assert!(
+        result["took_ms"].as_f64().is_some_and(|t| t < 1000.0),
+        "{result}"
+    );
+    let (_, queue) = app.get_json("/api/queue").await;
+    assert!(
+        queue["pending"].as_i64().unwrap_or_default()
+            + queue["running"].as_i64().unwrap_or_default()
+            > 0,
+        "the queue holds the peak: {queue}"
+    );
+    wait_for_welcome_mails(app.inbox(), 12, Duration::from_secs(30)).await;
+
+    let response = app
+        .post_json("/dev/burst", json!({"count": 4, "mode": "sync"}))
+        .await;
+    let result: Value = response.json().await.expect("json");
+    assert_eq!(result["created"], 4);
+    assert!(
+        result["slowest_ms"].as_f64().is_some_and(|t| t >= 400.0),
+        "two mails inline: {result}"
+    );
+    for bad in [
+        json!({"count": 0, "mode": "async"}),
+        json!({"count": 101, "mode": "async"}),
+        json!({"count": 1, "mode": "later"}),
+    ] {
+        assert_eq!(app.post_json("/dev/burst", bad).await.status(), 422);
+    }
+    app.stop().await;
+}
