@@ -285,6 +285,40 @@ async fn drive_mail_server(client: &fantoccini::Client, latency_ms: u64, down: b
     .await;
 }
 
+/// `peak depth N` in the chart's caption.
+fn peak_of(caption: &str) -> u64 {
+    caption
+        .split("peak depth ")
+        .nth(1)
+        .and_then(|rest| rest.trim_end_matches(')').parse().ok())
+        .unwrap_or(0)
+}
+
+/// Clicks the fail/work toggle of a consumer.
+async fn click_switch(client: &fantoccini::Client, queue: &str) {
+    client
+        .find(Locator::XPath(&format!(
+            "//form[@data-consumer-switch][.//input[@value='{queue}']]//button"
+        )))
+        .await
+        .expect("switch")
+        .click()
+        .await
+        .expect("click");
+}
+
+/// Scrolls `css` to the top of the window and saves a screenshot.
+async fn screenshot_at(client: &fantoccini::Client, css: &str, name: &str) {
+    let _ = client
+        .execute(
+            "document.querySelector(arguments[0]).scrollIntoView()",
+            vec![serde_json::json!(css)],
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    save_screenshot(client.screenshot().await.expect("screenshot"), name);
+}
+
 /// Scrolls to the top and saves a screenshot of the window.
 async fn screenshot_top(client: &fantoccini::Client, name: &str) {
     let _ = client.execute("window.scrollTo(0, 0)", Vec::new()).await;
@@ -397,9 +431,75 @@ async fn the_experiments_in_a_real_browser() {
     })
     .await;
 
-    // The inbox: open, then a new mail appears without a reload.
+    // Decoupled: one consumer switched to fail retries; the others finish.
+    click_switch(&client, "signup_coupon").await;
+    wait_text(
+        &client,
+        "[data-consumer-state=signup_coupon]",
+        "switched",
+        |t| t == "failing",
+    )
+    .await;
+    register_in_page(&client, "async", "decoupled@example.com").await;
+    server_ms(&client, "async", "#").await;
+    for (queue, status) in [
+        ("signup_coupon", "retrying"),
+        ("welcome_email", "done"),
+        ("audit_log", "done"),
+    ] {
+        wait_text(
+            &client,
+            &format!("[data-result=async] [data-job-status={queue}]"),
+            "decoupled consumers",
+            |t| t == status,
+        )
+        .await;
+    }
+    screenshot_at(&client, "#async", "experiment-decoupled.png").await;
+    click_switch(&client, "signup_coupon").await;
+    wait_text(
+        &client,
+        "[data-result=async] [data-job-status=signup_coupon]",
+        "the coupon job recovers",
+        |t| t == "done",
+    )
+    .await;
+
+    // Peak shaving: a burst fills the queue, the workers drain it; the chart shows both.
+    drive_mail_server(&client, 250, false).await;
+    let count = client
+        .find(Locator::Css("#burst-count"))
+        .await
+        .expect("count");
+    count.clear().await.expect("clear");
+    count.send_keys("40").await.expect("type");
     client
-        .goto(&app.url("/dev/mailbox"))
+        .find(Locator::Css("form[data-burst] button"))
+        .await
+        .expect("burst button")
+        .click()
+        .await
+        .expect("click");
+    wait_text(&client, "[data-burst-result]", "burst answered", |t| {
+        t.starts_with("40 of 40 registered")
+    })
+    .await;
+    // The workers take 4 mails at a time at 250 ms each: the queue holds the peak for seconds.
+    let peak = wait_text(&client, "[data-chart-now]", "the queue fills", |t| {
+        peak_of(t) >= 10
+    })
+    .await;
+    let drained = wait_text(&client, "[data-chart-now]", "the queue drains", |t| {
+        t.starts_with("depth 0,") && peak_of(t) >= 10
+    })
+    .await;
+    assert!(peak_of(&drained) >= peak_of(&peak), "{peak} / {drained}");
+    screenshot_at(&client, "#burst", "experiment-burst.png").await;
+
+    // The inbox, filtered to one recipient: open, then a new mail appears without a reload.
+    drive_mail_server(&client, 0, false).await;
+    client
+        .goto(&app.url("/dev/mailbox?to=watch-me"))
         .await
         .expect("open the inbox");
     wait_text(&client, "[data-live]", "live inbox", |t| {
