@@ -50,9 +50,11 @@ pub struct MailServerState {
 #[serde(deny_unknown_fields)]
 pub struct MailServerChange {
     /// 0 to 30000.
+    #[schema(maximum = 30000)]
     pub latency_ms: Option<u64>,
     pub down: Option<bool>,
     /// 0 to 1.
+    #[schema(minimum = 0, maximum = 1)]
     pub flaky_share: Option<f64>,
 }
 

@@ -141,8 +141,17 @@ pub struct BurstRequest {
     #[serde(deserialize_with = "number_or_text")]
     #[schema(value_type = u32, minimum = 1, maximum = 100)]
     pub count: u32,
-    /// `async` or `sync`.
-    pub mode: String,
+    pub mode: BurstMode,
+}
+
+/// Which path a burst takes.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BurstMode {
+    /// Through the queue.
+    Async,
+    /// Inline, every consumer inside each registration.
+    Sync,
 }
 
 fn number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -164,7 +173,7 @@ fn number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Erro
 /// What a burst measured.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BurstResult {
-    pub mode: String,
+    pub mode: BurstMode,
     pub count: u32,
     /// Registrations answered 201.
     pub created: u32,
@@ -193,17 +202,7 @@ async fn burst(State(state): State<AppState>, request: Request) -> Response {
         })
         .into_response();
     }
-    let inline = match wanted.mode.as_str() {
-        "sync" => true,
-        "async" => false,
-        other => {
-            return AppError::Invalid(FieldError {
-                field: "mode",
-                message: format!("must be async or sync, got {other:?}"),
-            })
-            .into_response();
-        }
-    };
+    let inline = matches!(wanted.mode, BurstMode::Sync);
     let tag = ulid::Ulid::generate().to_string().to_lowercase();
     let started = Instant::now();
     let outcomes: Vec<(bool, Duration)> = futures::stream::iter(0..wanted.count)

@@ -65,7 +65,10 @@ pub fn router(state: AppState) -> Router {
         .merge(live::router())
         .merge(openapi::router());
     if state.inbox.is_some() {
-        router = router.merge(mailbox::router()).merge(dev::router());
+        router = router
+            .merge(mailbox::router())
+            .merge(dev::router())
+            .merge(openapi::dev_router());
     }
     router
         .route_layer(axum::middleware::from_fn(crate::metrics::track_http))

@@ -14,7 +14,7 @@ use crate::{
     queue::{JobState, JobStatus},
     web::{
         AppState,
-        dev::{BurstRequest, BurstResult, ConsumerSwitch, ConsumerSwitches},
+        dev::{BurstMode, BurstRequest, BurstResult, ConsumerSwitch, ConsumerSwitches},
         error::ErrorBody,
         feed::QueueSnapshot,
         register::Registered,
@@ -48,11 +48,6 @@ pub fn router() -> Router<AppState> {
         mailbox_clear,
         mailbox_events,
         mailbox_mailhog,
-        mail_server_get,
-        mail_server_post,
-        consumers_get,
-        consumers_post,
-        burst
     ),
     components(schemas(
         Registration,
@@ -63,16 +58,49 @@ pub fn router() -> Router<AppState> {
         JobState,
         QueueSnapshot,
         Health,
-        CaughtMail,
+        CaughtMail
+    ))
+)]
+pub struct ApiDoc;
+
+/// The development-only controls (embedded inbox only), described apart at `/dev/openapi.json`:
+/// they change how the app behaves (a mail server switched down makes `/register/sync` answer
+/// 502), so a fuzzer pointed at the public description must not find them there.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "signup-queue development controls",
+        description = "Embedded inbox only (SMTP_URL unset): the development mail server's switches, the consumer fault switch, the burst.",
+        license(name = "MIT")
+    ),
+    paths(
+        mail_server_get,
+        mail_server_post,
+        consumers_get,
+        consumers_post,
+        burst
+    ),
+    components(schemas(
+        ErrorEnvelope,
+        ErrorBody,
         MailServerState,
         MailServerChange,
         ConsumerSwitches,
         ConsumerSwitch,
         BurstRequest,
+        BurstMode,
         BurstResult
     ))
 )]
-pub struct ApiDoc;
+pub struct DevApiDoc;
+
+/// `GET /dev/openapi.json` (mounted with the embedded inbox only).
+pub fn dev_router() -> Router<AppState> {
+    Router::new().route(
+        "/dev/openapi.json",
+        get(|| async { Json(DevApiDoc::openapi()) }),
+    )
+}
 
 /// A registration: JSON, or the same fields as a urlencoded form (a browser form gets an HTML
 /// page back unless it asks for JSON). Unknown fields and a field given twice are refused.
@@ -350,6 +378,7 @@ fn consumers_post() {}
         (status = 400, description = "Malformed body or unknown field", body = ErrorEnvelope),
         (status = 404, description = "The embedded inbox is not running (SMTP_URL is set)", body = ErrorEnvelope),
         (status = 422, description = "count or mode out of range", body = ErrorEnvelope),
+        (status = 503, description = "The burst outlasted the request timeout (60 s): a slow mail server inline", body = ErrorEnvelope),
     )
 )]
 #[allow(dead_code)]
@@ -379,11 +408,16 @@ mod tests {
             "/dev/mailbox/api/messages",
             "/dev/mailbox/events",
             "/dev/mailbox/api/v2/messages",
-            "/dev/mail-server",
-            "/dev/consumers",
-            "/dev/burst",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} is not described");
+        }
+        let dev = serde_json::to_value(DevApiDoc::openapi()).expect("serializes");
+        for path in ["/dev/mail-server", "/dev/consumers", "/dev/burst"] {
+            assert!(dev["paths"].get(path).is_some(), "{path} is not described");
+            assert!(
+                doc["paths"].get(path).is_none(),
+                "{path} is development only"
+            );
         }
         assert_eq!(
             doc["components"]["schemas"]["JobState"]["enum"],

@@ -325,14 +325,22 @@ async fn with_smtp_url_there_is_no_mail_server_to_drive() {
         "/dev/mailbox/events",
         "/dev/mailbox/api/v2/messages",
         "/api/v2/messages",
+        "/dev/consumers",
+        "/dev/openapi.json",
     ] {
         let (status, _) = app.get_json(path).await;
         assert_eq!(status, 404, "{path}");
     }
-    let response = app
-        .post_json("/dev/mail-server", json!({"down": true}))
-        .await;
-    assert_eq!(response.status(), 404);
+    for (path, body) in [
+        ("/dev/mail-server", json!({"down": true})),
+        ("/dev/burst", json!({"count": 1, "mode": "async"})),
+        (
+            "/dev/consumers",
+            json!({"queue": "audit_log", "fail": true}),
+        ),
+    ] {
+        assert_eq!(app.post_json(path, body).await.status(), 404, "{path}");
+    }
     app.stop().await;
 }
 
@@ -429,6 +437,12 @@ async fn a_consumer_switched_to_fail_leaves_the_others_untouched() {
     let (status, switches) = app.get_json("/dev/consumers").await;
     assert_eq!(status, 200);
     assert_eq!(switches["failing"], json!([]));
+    let (status, doc) = app.get_json("/dev/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(
+        doc["paths"]["/dev/consumers"].is_object(),
+        "described apart"
+    );
     let response = app
         .post_json(
             "/dev/consumers",
@@ -519,9 +533,60 @@ async fn a_burst_through_the_queue_is_answered_before_its_mails_go_out() {
     for bad in [
         json!({"count": 0, "mode": "async"}),
         json!({"count": 101, "mode": "async"}),
-        json!({"count": 1, "mode": "later"}),
     ] {
         assert_eq!(app.post_json("/dev/burst", bad).await.status(), 422);
     }
+    let unknown_mode = app
+        .post_json("/dev/burst", json!({"count": 1, "mode": "later"}))
+        .await;
+    assert_eq!(unknown_mode.status(), 400);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_javascript_the_controls_post_forms_and_come_back_to_the_page() {
+    let app = app().spawn().await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let form = |path: &str, body: &'static str| {
+        no_redirects
+            .post(app.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let response = form("/dev/consumers", "queue=audit_log&fail=on")
+        .await
+        .expect("form");
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/#consumers");
+    let (_, switches) = app.get_json("/dev/consumers").await;
+    assert_eq!(switches["failing"], json!(["audit_log"]));
+    let page = app
+        .client
+        .get(app.url("/"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("Let it work"), "the page shows the switch");
+    form("/dev/consumers", "queue=audit_log&fail=off")
+        .await
+        .expect("form");
+
+    let response = form("/dev/burst", "count=3&mode=async")
+        .await
+        .expect("form");
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/#burst");
+    assert_eq!(app.user_count().await, 3);
+
+    let response = form("/dev/mailbox/clear", "").await.expect("form");
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/dev/mailbox");
     app.stop().await;
 }
