@@ -58,7 +58,8 @@ pub fn router() -> Router<AppState> {
         JobState,
         QueueSnapshot,
         Health,
-        CaughtMail
+        CaughtMail,
+        SseEvent
     ))
 )]
 pub struct ApiDoc;
@@ -126,6 +127,19 @@ pub struct Registration {
         example = "Ada"
     )]
     name: Option<String>,
+}
+
+/// One Server-Sent Event of a stream: its name, its data (JSON text) and the reconnection delay.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SseEvent {
+    /// The event's name (`status`, `queue`, `ready`, `mail`, `lagged`).
+    event: Option<String>,
+    /// JSON text.
+    data: String,
+    /// Reconnection delay in ms.
+    retry: Option<u64>,
+    id: Option<String>,
 }
 
 /// `{"error": {"code", "message", "field"}}`.
@@ -210,7 +224,7 @@ fn job() {}
     summary = "A job's status as Server-Sent Events (`status`), until done or failed",
     params(("id" = String, Path, description = "The job id (a ULID)")),
     responses(
-        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = SseEvent),
         (status = 404, description = "No such job", body = ErrorEnvelope),
         (status = 429, description = "Too many open streams from this address", body = ErrorEnvelope),
         (status = 503, description = "Too many open streams", body = ErrorEnvelope),
@@ -233,7 +247,7 @@ fn queue() {}
     path = "/api/queue/events",
     summary = "The same as /api/queue, as Server-Sent Events (`queue`) at each change",
     responses(
-        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = SseEvent),
         (status = 429, description = "Too many open streams from this address", body = ErrorEnvelope),
         (status = 503, description = "Too many open streams", body = ErrorEnvelope),
     )
@@ -282,7 +296,7 @@ fn mailbox_clear() {}
     path = "/dev/mailbox/events",
     summary = "Development inbox only: new mails as Server-Sent Events (`ready`, then `mail` per arrival)",
     responses(
-        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = SseEvent),
         (status = 404, description = "The embedded inbox is not running", body = ErrorEnvelope),
         (status = 429, description = "Too many open streams from this address", body = ErrorEnvelope),
         (status = 503, description = "Too many open streams", body = ErrorEnvelope),
