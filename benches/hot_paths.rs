@@ -41,7 +41,7 @@ fn rendering(c: &mut Criterion) {
         name: Some("Ada Lovelace".into()),
     };
     c.bench_function("render welcome mail (text + HTML)", |b| {
-        b.iter(|| consumers::welcome::render_welcome(&mailer, &user, "<welcome-42@x>"))
+        b.iter(|| consumers::welcome::render_welcome(&mailer, &user, "<welcome-42@x>", false))
     });
 }
 

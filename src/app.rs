@@ -84,7 +84,7 @@ impl Application {
         let inbox = match (&settings.smtp_url, role) {
             (Some(_), _) => None,
             (None, Role::All) => Some(
-                DevInbox::start()
+                DevInbox::start(settings.dev_mail_latency)
                     .await
                     .context("cannot start the development inbox")?,
             ),
@@ -132,6 +132,12 @@ impl Application {
             pool: pool.clone(),
             mailer: mailer.limited(usize::from(settings.workers)),
         });
+        // The synchronous registration runs the same consumers inside its request, with the
+        // unlimited mailer (one request waits for its own mails, never for the workers').
+        let mut inline = consumers::built_in(&consumers::Deps {
+            pool: pool.clone(),
+            mailer: mailer.clone(),
+        });
         if let Some(url) = &settings.events_amqp_url {
             let relay = consumers::amqp_relay::AmqpRelay::new(url, &settings.events_amqp_exchange)?;
             tracing::info!(
@@ -139,13 +145,24 @@ impl Application {
                 exchange = %settings.events_amqp_exchange,
                 "user_registered is relayed to RabbitMQ (EVENTS_AMQP_URL)"
             );
-            consumers.push(Arc::new(relay));
+            let relay: Arc<dyn Consumer> = Arc::new(relay);
+            consumers.push(Arc::clone(&relay));
+            inline.push(relay);
         }
-        consumers.extend(extra_consumers);
+        consumers.extend(extra_consumers.iter().cloned());
+        inline.extend(extra_consumers);
+        // With the embedded inbox, the page can switch consumers to fail (development only).
+        let faults = inbox
+            .as_ref()
+            .map(|_| consumers::fault::FaultSwitch::default());
+        if let Some(faults) = &faults {
+            consumers = consumers.into_iter().map(|c| faults.wrap(c)).collect();
+            inline = inline.into_iter().map(|c| faults.wrap(c)).collect();
+        }
         let wakeup = Wakeup::default();
         let signup = Signup::new(
             pool.clone(),
-            mailer.clone(),
+            inline,
             consumers.iter().map(|c| c.name()).collect(),
             wakeup.clone(),
             settings.hash_cost,
@@ -161,6 +178,7 @@ impl Application {
             streams: StreamLimits::default(),
             rate_limit_per_minute: settings.rate_limit_per_minute,
             inbox,
+            faults,
             mailbox_url,
             shutdown: token.clone(),
         };

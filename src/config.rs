@@ -28,6 +28,12 @@ pub struct Settings {
     #[arg(long, env = "SMTP_URL", hide_env_values = true, global = true)]
     pub smtp_url: Option<String>,
 
+    /// Embedded inbox only (SMTP_URL unset): how long its SMTP server takes to accept each mail,
+    /// like a distant mail server (the chapter's 1-2 s), e.g. 1500ms, 0s. Changeable at run
+    /// time on the page or with `POST /dev/mail-server`. Ignored with SMTP_URL.
+    #[arg(long, env = "DEV_MAIL_LATENCY", default_value = "1500ms", value_parser = duration_between("0s", "30s"), global = true)]
+    pub dev_mail_latency: Duration,
+
     /// Sender of every mail (welcome, coupon); its domain also names the Message-IDs.
     #[arg(
         long,
@@ -163,6 +169,7 @@ impl Settings {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: database_url.into(),
             smtp_url,
+            dev_mail_latency: Duration::ZERO,
             mail_from: "Signup Queue <welcome@signup-queue.local>".into(),
             smtp_timeout: Duration::from_secs(5),
             workers: 4,

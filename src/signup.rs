@@ -1,28 +1,52 @@
 //! The registration use case, both ways. Queued: hash, then one transaction that inserts the user
 //! and publishes `user_registered` (one job per consumer queue), then wake the workers. Inline:
-//! hash, insert, then send the welcome mail inside the request, which is the coupling the product
-//! demonstrates. The HTTP handlers and the bench call this; it knows neither HTTP nor which
-//! consumers exist beyond their queue names.
+//! hash, insert, then run every consumer of `user_registered` in order inside the request (the
+//! welcome mail, the audit row, the coupon and its mail, the relay when configured), which is the
+//! coupling the product demonstrates: both paths do the same work and differ only in *when*.
+//! Both record how long each phase took ([`Phases`]). The HTTP handlers and the bench call this;
+//! it knows neither HTTP nor which consumers exist beyond the [`Consumer`] trait.
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::{
     config::HashCost,
-    consumers::welcome::{self, WELCOME_QUEUE},
+    consumers::{Consumer, JobInfo, welcome::WELCOME_QUEUE},
     events::Envelope,
-    mail::Mailer,
     queue::{self, Published, Wakeup},
-    users::{DisplayName, Email, InsertUserError, NewUser, User, hash_password, insert_user},
+    users::{DisplayName, Email, InsertUserError, NewUser, hash_password, insert_user},
 };
+
+/// How long each phase of one registration took, in order: `hash`, `db`, then (inline) one per
+/// consumer, named by its queue. The HTTP layer reports them in `Server-Timing`.
+#[derive(Debug, Clone, Default)]
+pub struct Phases(Vec<(&'static str, Duration)>);
+
+impl Phases {
+    pub fn new() -> Phases {
+        Phases::default()
+    }
+
+    fn record(&mut self, name: &'static str, since: Instant) {
+        self.0.push((name, since.elapsed()));
+    }
+
+    /// `(name, duration)` in the order they ran.
+    pub fn iter(&self) -> impl Iterator<Item = &(&'static str, Duration)> {
+        self.0.iter()
+    }
+}
 
 /// What a registration needs; cheap to clone (one per process, shared by the handlers).
 #[derive(Clone)]
 pub struct Signup {
     pool: SqlitePool,
-    /// The inline path's mailer.
-    mailer: Mailer,
+    /// The consumers the inline path runs inside the request, in order.
+    inline: Arc<[Arc<dyn Consumer>]>,
     /// The consumer queues `user_registered` is published to.
     queues: Arc<[&'static str]>,
     wakeup: Wakeup,
@@ -36,15 +60,22 @@ pub struct Registered {
     pub user_id: i64,
     /// The welcome mail's job (queued path only).
     pub job_id: Option<String>,
+    /// Every job the registration published, `(queue, job id)` (queued path only).
+    pub jobs: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignupError {
     #[error("this email address is already registered")]
     Duplicate,
-    /// Inline path: the user row was written, the mail was not sent.
-    #[error("user {user_id} was registered, but the welcome mail could not be sent: {reason}")]
-    MailFailed { user_id: i64, reason: String },
+    /// Inline path: the user row was written, but a consumer (`step`, its queue name) failed, so
+    /// it and the consumers after it did not do their work.
+    #[error("user {user_id} was registered, but {step} failed inline: {reason}")]
+    MailFailed {
+        user_id: i64,
+        step: &'static str,
+        reason: String,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -65,9 +96,11 @@ impl From<InsertUserError> for SignupError {
 }
 
 impl Signup {
+    /// `inline`: the consumers the synchronous path runs, in order (the same kinds as the ones
+    /// the workers run for `queues`).
     pub fn new(
         pool: SqlitePool,
-        mailer: Mailer,
+        inline: Vec<Arc<dyn Consumer>>,
         queues: Vec<&'static str>,
         wakeup: Wakeup,
         hash_cost: HashCost,
@@ -75,12 +108,17 @@ impl Signup {
     ) -> Signup {
         Signup {
             pool,
-            mailer,
+            inline: inline.into(),
             queues: queues.into(),
             wakeup,
             hash_cost,
             max_attempts,
         }
+    }
+
+    /// The consumer queues `user_registered` is published to, in order.
+    pub fn queues(&self) -> &[&'static str] {
+        &self.queues
     }
 
     /// Through the queue: answers once the user and its jobs are committed together.
@@ -89,13 +127,18 @@ impl Signup {
         &self,
         user: NewUser,
         request_id: Option<&str>,
+        phases: &mut Phases,
     ) -> Result<Registered, SignupError> {
+        let started = Instant::now();
         let hash = hash_password(user.password.clone(), self.hash_cost).await?;
+        phases.record("hash", started);
+        let started = Instant::now();
         let mut tx = self.pool.begin().await?;
         let (user_id, published) = self
             .insert_and_publish(&mut tx, &user.email, user.name.as_ref(), &hash, request_id)
             .await?;
         tx.commit().await?;
+        phases.record("db", started);
         self.wakeup.notify();
         for (queue, _) in &published.jobs {
             crate::metrics::job_enqueued(queue);
@@ -109,7 +152,11 @@ impl Signup {
             consumers = published.jobs.len(),
             "user registered, user_registered published"
         );
-        Ok(Registered { user_id, job_id })
+        Ok(Registered {
+            user_id,
+            job_id,
+            jobs: published.jobs,
+        })
     }
 
     /// The queued path's writes, through the caller's transaction: the user row and one job per
@@ -138,31 +185,46 @@ impl Signup {
         Ok((user_id, published))
     }
 
-    /// Inline: the request waits for the mail server, and fails when it does, although the user
-    /// row stays written.
+    /// Inline: every consumer's work, in order, inside the request. The request waits for the
+    /// mail server (twice: welcome and coupon), and fails when it does, although the user row
+    /// stays written; the consumers after the failing one do nothing.
     #[tracing::instrument(skip_all, fields(mode = "sync", user_id))]
-    pub async fn register_inline(&self, user: NewUser) -> Result<Registered, SignupError> {
+    pub async fn register_inline(
+        &self,
+        user: NewUser,
+        phases: &mut Phases,
+    ) -> Result<Registered, SignupError> {
+        let started = Instant::now();
         let hash = hash_password(user.password.clone(), self.hash_cost).await?;
+        phases.record("hash", started);
+        let started = Instant::now();
         let mut conn = self.pool.acquire().await?;
         let user_id = insert_user(&mut conn, &user.email, user.name.as_ref(), &hash).await?;
         drop(conn);
+        phases.record("db", started);
         tracing::Span::current().record("user_id", user_id);
-        let stored = User {
-            id: user_id,
-            email: user.email.as_str().to_owned(),
-            name: user.name.as_ref().map(|n| n.as_str().to_owned()),
-        };
-        let message_id = welcome::send_welcome(&self.mailer, &stored)
-            .await
-            .map_err(|e| SignupError::MailFailed {
-                user_id,
-                reason: e.to_string(),
-            })?;
-        welcome::record_delivery(&self.pool, user_id, &message_id, "sync", None).await?;
-        tracing::info!("user registered, welcome mail sent inline");
+        let event = Envelope::user_registered(user_id);
+        let job = JobInfo::inline();
+        for consumer in self.inline.iter() {
+            let started = Instant::now();
+            let outcome = consumer.handle(&event, &job).await;
+            phases.record(consumer.name(), started);
+            if let Err(e) = outcome {
+                return Err(SignupError::MailFailed {
+                    user_id,
+                    step: consumer.name(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        tracing::info!(
+            consumers = self.inline.len(),
+            "user registered, its consumers ran inline"
+        );
         Ok(Registered {
             user_id,
             job_id: None,
+            jobs: Vec::new(),
         })
     }
 }

@@ -64,7 +64,7 @@ async fn metrics_count_requests_jobs_and_mails_and_the_request_id_follows_the_jo
             .status(),
         409
     );
-    wait_for_mails(&inbox, 3, Duration::from_secs(10)).await;
+    wait_for_mails(&inbox, 6, Duration::from_secs(10)).await;
     app.wait_for_job(&job_id, "done", Duration::from_secs(10))
         .await;
     app.wait_for_job(&second_job, "done", Duration::from_secs(10))
@@ -77,8 +77,8 @@ async fn metrics_count_requests_jobs_and_mails_and_the_request_id_follows_the_jo
     assert_eq!(delta(r#"jobs_succeeded_total{queue="welcome_email"}"#), 2.0);
     assert_eq!(
         delta("smtp_send_seconds_count"),
-        5.0,
-        "two welcome and two coupon mails by workers, one welcome inline"
+        6.0,
+        "two welcome and two coupon mails by workers, one welcome and one coupon inline"
     );
     assert_eq!(
         delta(r#"http_requests_total{route="/register/async",method="POST",status="201"}"#),

@@ -23,6 +23,8 @@ const SUBJECT: &str = "Your signup coupon";
 struct CouponText<'a> {
     greeting_name: &'a str,
     code: &'a str,
+    /// Issued inside the registration request (synchronous) rather than by a worker.
+    inline: bool,
 }
 
 #[derive(Template)]
@@ -30,6 +32,8 @@ struct CouponText<'a> {
 struct CouponHtml<'a> {
     greeting_name: &'a str,
     code: &'a str,
+    /// Issued inside the registration request (synchronous) rather than by a worker.
+    inline: bool,
 }
 
 pub struct SignupCoupon {
@@ -108,7 +112,7 @@ impl Consumer for SignupCoupon {
     async fn handle(
         &self,
         event: &Envelope<UserRegistered>,
-        _job: &JobInfo,
+        job: &JobInfo,
     ) -> Result<(), ConsumerError> {
         let user_id = event.payload.user_id;
         let user = find_user(&self.pool, user_id)
@@ -124,12 +128,14 @@ impl Consumer for SignupCoupon {
         let text = CouponText {
             greeting_name,
             code: &code,
+            inline: job.inline,
         }
         .render()
         .map_err(ConsumerError::retry)?;
         let html = CouponHtml {
             greeting_name,
             code: &code,
+            inline: job.inline,
         }
         .render()
         .map_err(ConsumerError::retry)?;

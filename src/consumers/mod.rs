@@ -9,6 +9,7 @@
 pub mod amqp_relay;
 pub mod audit;
 pub mod coupon;
+pub mod fault;
 pub mod welcome;
 
 use std::{sync::Arc, time::Duration};
@@ -61,14 +62,26 @@ impl ConsumerError {
 pub struct JobInfo {
     pub id: String,
     pub attempt: usize,
+    /// `true` when the synchronous registration runs the consumer inside its request (no job,
+    /// no retry); `false` for a worker's job. Mails say which path sent them.
+    pub inline: bool,
 }
 
 impl JobInfo {
+    /// The synchronous registration's "job": no queue, one attempt.
+    pub fn inline() -> JobInfo {
+        JobInfo {
+            id: format!("inline-{}", ulid::Ulid::generate()),
+            attempt: 1,
+            inline: true,
+        }
+    }
+
     /// How long the job waited in the queue before this first attempt started: job ids are
     /// ULIDs and carry their enqueue time. `None` on later attempts, whose wait includes the
     /// backoff, and for ids that are not ULIDs.
     pub fn queue_wait(&self) -> Option<Duration> {
-        if self.attempt > 1 {
+        if self.attempt > 1 || self.inline {
             return None;
         }
         let enqueued = ulid::Ulid::from_string(&self.id).ok()?.datetime();

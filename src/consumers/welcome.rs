@@ -1,6 +1,7 @@
 //! The welcome mail: the first consumer of `user_registered`. Sends the mail unless it was already
-//! delivered, then records the delivery in `welcome_deliveries`. The synchronous registration
-//! sends the same mail inline through [`send_welcome`] and records it with [`record_delivery`].
+//! delivered, then records the delivery in `welcome_deliveries` (`mode` `async` with its job, or
+//! `sync` when the synchronous registration ran it inside its request). The mail says which path
+//! sent it.
 
 use std::sync::Arc;
 
@@ -26,6 +27,8 @@ pub const WELCOME_SUBJECT: &str = "Welcome to Signup Queue";
 struct WelcomeText<'a> {
     greeting_name: &'a str,
     email: &'a str,
+    /// Sent inside the registration request (synchronous) rather than by a worker.
+    inline: bool,
 }
 
 #[derive(Template)]
@@ -33,6 +36,8 @@ struct WelcomeText<'a> {
 struct WelcomeHtml<'a> {
     greeting_name: &'a str,
     email: &'a str,
+    /// Sent inside the registration request (synchronous) rather than by a worker.
+    inline: bool,
 }
 
 /// The stable Message-ID of a user's welcome mail: a receiver that deduplicates on it sees a
@@ -41,35 +46,49 @@ pub fn welcome_message_id(mailer: &Mailer, user_id: i64) -> String {
     mailer.message_id("welcome", user_id)
 }
 
-/// The welcome mail to `user`, multipart (plain text and HTML), rendered from `templates/email/`.
+/// The welcome mail to `user`, multipart (plain text and HTML), rendered from `templates/email/`;
+/// `inline`: sent inside the registration request rather than by a worker.
 pub fn render_welcome(
     mailer: &Mailer,
     user: &User,
     message_id: &str,
+    inline: bool,
 ) -> Result<lettre::Message, SendError> {
     let greeting_name = user.name.as_deref().unwrap_or(&user.email);
     let build = |e: askama::Error| SendError::Build(e.to_string());
     let text = WelcomeText {
         greeting_name,
         email: &user.email,
+        inline,
     }
     .render()
     .map_err(build)?;
     let html = WelcomeHtml {
         greeting_name,
         email: &user.email,
+        inline,
     }
     .render()
     .map_err(build)?;
     mailer.compose(user, WELCOME_SUBJECT, message_id, text, html)
 }
 
-/// Renders and sends the welcome mail; returns the Message-ID it carried.
-#[tracing::instrument(skip_all, fields(user_id = user.id))]
+/// Renders and sends the welcome mail as a worker does; returns the Message-ID it carried.
 pub async fn send_welcome(mailer: &Mailer, user: &User) -> Result<String, SendError> {
+    send_welcome_from(mailer, user, false).await
+}
+
+/// Renders and sends the welcome mail, saying whether it was sent `inline` (inside the
+/// registration request) or by a worker; returns the Message-ID it carried.
+#[tracing::instrument(skip_all, fields(user_id = user.id))]
+pub async fn send_welcome_from(
+    mailer: &Mailer,
+    user: &User,
+    inline: bool,
+) -> Result<String, SendError> {
     let message_id = welcome_message_id(mailer, user.id);
     mailer
-        .send(render_welcome(mailer, user, &message_id)?)
+        .send(render_welcome(mailer, user, &message_id, inline)?)
         .await?;
     Ok(message_id)
 }
@@ -102,7 +121,7 @@ impl WelcomeEmail {
     }
 
     /// `true` when it sent the mail, `false` when an earlier run already had.
-    async fn deliver(&self, user_id: i64, job_id: &str) -> Result<bool, ConsumerError> {
+    async fn deliver(&self, user_id: i64, job: &JobInfo) -> Result<bool, ConsumerError> {
         // The user and whether the mail already went out, in one query.
         let row: Option<(i64, String, Option<String>, bool)> = sqlx::query_as(
             "SELECT u.id, u.email, u.name, d.user_id IS NOT NULL
@@ -121,14 +140,20 @@ impl WelcomeEmail {
             return Ok(false);
         }
         let user = User { id, email, name };
-        let message_id = send_welcome(&self.mailer, &user)
+        let message_id = send_welcome_from(&self.mailer, &user, job.inline)
             .await
             .map_err(ConsumerError::retry)?;
+        if job.inline {
+            record_delivery(&self.pool, user_id, &message_id, "sync", None)
+                .await
+                .map_err(ConsumerError::retry)?;
+            return Ok(true);
+        }
         self.deliveries
             .write(Delivery {
                 user_id,
                 message_id,
-                job_id: job_id.to_owned(),
+                job_id: job.id.clone(),
             })
             .await
             .map_err(ConsumerError::retry)?;
@@ -147,7 +172,7 @@ impl Consumer for WelcomeEmail {
         event: &Envelope<UserRegistered>,
         job: &JobInfo,
     ) -> Result<(), ConsumerError> {
-        if self.deliver(event.payload.user_id, &job.id).await? {
+        if self.deliver(event.payload.user_id, job).await? {
             tracing::info!("welcome mail sent");
         } else {
             tracing::info!("welcome mail was already delivered; nothing sent");

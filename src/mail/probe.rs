@@ -31,6 +31,12 @@ impl MailServerProbe {
         }
     }
 
+    /// Drops the cached answer: the next caller probes again (after the development mail
+    /// server was switched up or down, say).
+    pub async fn forget(&self) {
+        *self.last.lock().await = None;
+    }
+
     pub async fn is_up(&self) -> bool {
         let mut last = self.last.lock().await;
         if let Some((at, up)) = *last

@@ -75,6 +75,7 @@ async fn run_consumer(
     let job = JobInfo {
         id: task_id.to_string(),
         attempt: attempt.current(),
+        inline: false,
     };
     let started = std::time::Instant::now();
     crate::metrics::job_started(queue, job.queue_wait());

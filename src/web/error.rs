@@ -28,9 +28,14 @@ pub enum AppError {
     RateLimited(u64),
     /// `reason` goes to the log only: it names the mail server's address.
     #[error(
-        "user {user_id} was registered, but the mail server failed, so the welcome mail was not sent"
+        "user {user_id} was registered, but the mail server failed, so {} was not done inline",
+        step_text(step)
     )]
-    MailFailed { user_id: i64, reason: String },
+    MailFailed {
+        user_id: i64,
+        step: &'static str,
+        reason: String,
+    },
     #[error("too many open streams from this address (at most {0}); close one and try again")]
     TooManyStreams(usize),
     #[error("the server is busy; try again in a moment")]
@@ -43,12 +48,31 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
+/// What the failing inline step is, for the 502's message.
+fn step_text(step: &str) -> String {
+    match step {
+        crate::consumers::welcome::WELCOME_QUEUE => {
+            "the welcome mail (and the work after it)".into()
+        }
+        crate::consumers::coupon::COUPON_QUEUE => "the coupon mail".into(),
+        other => format!("the {other} step (and the work after it)"),
+    }
+}
+
 impl From<crate::signup::SignupError> for AppError {
     fn from(e: crate::signup::SignupError) -> Self {
         use crate::signup::SignupError;
         match e {
             SignupError::Duplicate => AppError::Duplicate,
-            SignupError::MailFailed { user_id, reason } => AppError::MailFailed { user_id, reason },
+            SignupError::MailFailed {
+                user_id,
+                step,
+                reason,
+            } => AppError::MailFailed {
+                user_id,
+                step,
+                reason,
+            },
             SignupError::Internal(e) => AppError::Internal(e),
         }
     }
@@ -118,8 +142,12 @@ impl AppError {
     fn log(&self) {
         match self {
             AppError::Internal(e) => tracing::error!(error = ?e, "request failed"),
-            AppError::MailFailed { user_id, reason } => {
-                tracing::warn!(user_id, %reason, "sync registration: mail failed")
+            AppError::MailFailed {
+                user_id,
+                step,
+                reason,
+            } => {
+                tracing::warn!(user_id, step, %reason, "sync registration: mail failed")
             }
             other => tracing::debug!(status = %other.status(), error = %other, "request refused"),
         }

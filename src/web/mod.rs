@@ -1,6 +1,7 @@
 //! The public HTTP listener, HTTP only: one module per area, merged here; the work is done by
 //! `signup` (registration) and read from `queue` (job status).
 
+pub mod dev;
 pub mod error;
 pub mod extract;
 pub mod feed;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub rate_limit_per_minute: u32,
     /// The embedded development inbox, when this process runs one.
     pub inbox: Option<DevInbox>,
+    /// The switch that makes consumers fail (development only: with the embedded inbox).
+    pub faults: Option<crate::consumers::fault::FaultSwitch>,
     /// Link to the inbox UI shown to visitors.
     pub mailbox_url: String,
     /// Cancelled on shutdown: long-lived responses (SSE) end on it.
@@ -62,7 +65,10 @@ pub fn router(state: AppState) -> Router {
         .merge(live::router())
         .merge(openapi::router());
     if state.inbox.is_some() {
-        router = router.merge(mailbox::router());
+        router = router
+            .merge(mailbox::router())
+            .merge(dev::router())
+            .merge(openapi::dev_router());
     }
     router
         .route_layer(axum::middleware::from_fn(crate::metrics::track_http))

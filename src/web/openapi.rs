@@ -7,9 +7,18 @@ use axum::{Json, Router, routing::get};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::{
-    dev_inbox::CaughtMail,
+    dev_inbox::{
+        CaughtMail,
+        gate::{MailServerChange, MailServerState},
+    },
     queue::{JobState, JobStatus},
-    web::{AppState, error::ErrorBody, feed::QueueSnapshot, register::Registered},
+    web::{
+        AppState,
+        dev::{BurstMode, BurstRequest, BurstResult, ConsumerSwitch, ConsumerSwitches},
+        error::ErrorBody,
+        feed::QueueSnapshot,
+        register::Registered,
+    },
 };
 
 pub fn router() -> Router<AppState> {
@@ -35,7 +44,10 @@ pub fn router() -> Router<AppState> {
         queue,
         queue_events,
         health,
-        mailbox_messages
+        mailbox_messages,
+        mailbox_clear,
+        mailbox_events,
+        mailbox_mailhog,
     ),
     components(schemas(
         Registration,
@@ -46,10 +58,50 @@ pub fn router() -> Router<AppState> {
         JobState,
         QueueSnapshot,
         Health,
-        CaughtMail
+        CaughtMail,
+        SseEvent
     ))
 )]
 pub struct ApiDoc;
+
+/// The development-only controls (embedded inbox only), described apart at `/dev/openapi.json`:
+/// they change how the app behaves (a mail server switched down makes `/register/sync` answer
+/// 502), so a fuzzer pointed at the public description must not find them there.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "signup-queue development controls",
+        description = "Embedded inbox only (SMTP_URL unset): the development mail server's switches, the consumer fault switch, the burst.",
+        license(name = "MIT")
+    ),
+    paths(
+        mail_server_get,
+        mail_server_post,
+        consumers_get,
+        consumers_post,
+        burst
+    ),
+    components(schemas(
+        ErrorEnvelope,
+        ErrorBody,
+        MailServerState,
+        MailServerChange,
+        ConsumerSwitches,
+        ConsumerSwitch,
+        BurstRequest,
+        BurstMode,
+        BurstResult
+    ))
+)]
+pub struct DevApiDoc;
+
+/// `GET /dev/openapi.json` (mounted with the embedded inbox only).
+pub fn dev_router() -> Router<AppState> {
+    Router::new().route(
+        "/dev/openapi.json",
+        get(|| async { Json(DevApiDoc::openapi()) }),
+    )
+}
 
 /// A registration: JSON, or the same fields as a urlencoded form (a browser form gets an HTML
 /// page back unless it asks for JSON). Unknown fields and a field given twice are refused.
@@ -75,6 +127,19 @@ pub struct Registration {
         example = "Ada"
     )]
     name: Option<String>,
+}
+
+/// One Server-Sent Event of a stream: its name, its data (JSON text) and the reconnection delay.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SseEvent {
+    /// The event's name (`status`, `queue`, `ready`, `mail`, `lagged`).
+    event: Option<String>,
+    /// JSON text.
+    data: String,
+    /// Reconnection delay in ms.
+    retry: Option<u64>,
+    id: Option<String>,
 }
 
 /// `{"error": {"code", "message", "field"}}`.
@@ -159,7 +224,7 @@ fn job() {}
     summary = "A job's status as Server-Sent Events (`status`), until done or failed",
     params(("id" = String, Path, description = "The job id (a ULID)")),
     responses(
-        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = SseEvent),
         (status = 404, description = "No such job", body = ErrorEnvelope),
         (status = 429, description = "Too many open streams from this address", body = ErrorEnvelope),
         (status = 503, description = "Too many open streams", body = ErrorEnvelope),
@@ -182,7 +247,7 @@ fn queue() {}
     path = "/api/queue/events",
     summary = "The same as /api/queue, as Server-Sent Events (`queue`) at each change",
     responses(
-        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = SseEvent),
         (status = 429, description = "Too many open streams from this address", body = ErrorEnvelope),
         (status = 503, description = "Too many open streams", body = ErrorEnvelope),
     )
@@ -214,6 +279,125 @@ fn health() {}
 #[allow(dead_code)]
 fn mailbox_messages() {}
 
+#[utoipa::path(
+    delete,
+    path = "/dev/mailbox/api/messages",
+    summary = "Development inbox only: forget every caught mail",
+    responses(
+        (status = 204, description = "Cleared"),
+        (status = 404, description = "The embedded inbox is not running", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn mailbox_clear() {}
+
+#[utoipa::path(
+    get,
+    path = "/dev/mailbox/events",
+    summary = "Development inbox only: new mails as Server-Sent Events (`ready`, then `mail` per arrival)",
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = SseEvent),
+        (status = 404, description = "The embedded inbox is not running", body = ErrorEnvelope),
+        (status = 429, description = "Too many open streams from this address", body = ErrorEnvelope),
+        (status = 503, description = "Too many open streams", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn mailbox_events() {}
+
+/// MailHog's `GET /api/v2/messages` answer: `{"total","count","start","items"}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MailHogMessages {
+    total: usize,
+    count: usize,
+    start: usize,
+    /// MailHog's message objects (`ID`, `From`, `To`, `Content`, `Created`, `Raw`).
+    items: Vec<serde_json::Value>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/dev/mailbox/api/v2/messages",
+    summary = "Development inbox only: the caught mails in MailHog's v2 shape (also at /api/v2/messages)",
+    responses(
+        (status = 200, description = "Mails", body = MailHogMessages),
+        (status = 404, description = "The embedded inbox is not running", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn mailbox_mailhog() {}
+
+#[utoipa::path(
+    get,
+    path = "/dev/mail-server",
+    summary = "Development inbox only: the development mail server's latency, down and flaky switches",
+    responses(
+        (status = 200, description = "The switches", body = MailServerState),
+        (status = 404, description = "The embedded inbox is not running (SMTP_URL is set)", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn mail_server_get() {}
+
+#[utoipa::path(
+    post,
+    path = "/dev/mail-server",
+    summary = "Development inbox only: change the switches (absent fields stay); a form gets a redirect to the page",
+    request_body(content((MailServerChange = "application/json"))),
+    responses(
+        (status = 200, description = "The new switches", body = MailServerState),
+        (status = 400, description = "Malformed body or unknown field", body = ErrorEnvelope),
+        (status = 404, description = "The embedded inbox is not running (SMTP_URL is set)", body = ErrorEnvelope),
+        (status = 422, description = "A value is out of range", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn mail_server_post() {}
+
+#[utoipa::path(
+    get,
+    path = "/dev/consumers",
+    summary = "Development inbox only: the consumers of user_registered and which are switched to fail",
+    responses(
+        (status = 200, description = "The switches", body = ConsumerSwitches),
+        (status = 404, description = "The embedded inbox is not running (SMTP_URL is set)", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn consumers_get() {}
+
+#[utoipa::path(
+    post,
+    path = "/dev/consumers",
+    summary = "Development inbox only: switch one consumer to fail (its jobs retry) or back; a form gets a redirect to the page",
+    request_body(content((ConsumerSwitch = "application/json"))),
+    responses(
+        (status = 200, description = "The switches", body = ConsumerSwitches),
+        (status = 400, description = "Malformed body or unknown field", body = ErrorEnvelope),
+        (status = 404, description = "The embedded inbox is not running (SMTP_URL is set)", body = ErrorEnvelope),
+        (status = 422, description = "Not a consumer's queue", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn consumers_post() {}
+
+#[utoipa::path(
+    post,
+    path = "/dev/burst",
+    summary = "Development inbox only: 1 to 100 registrations at once (8 at a time), async or sync; a form gets a redirect to the page",
+    request_body(content((BurstRequest = "application/json"))),
+    responses(
+        (status = 200, description = "What the burst measured", body = BurstResult),
+        (status = 400, description = "Malformed body or unknown field", body = ErrorEnvelope),
+        (status = 404, description = "The embedded inbox is not running (SMTP_URL is set)", body = ErrorEnvelope),
+        (status = 422, description = "count or mode out of range", body = ErrorEnvelope),
+        (status = 503, description = "The burst outlasted the request timeout (60 s): a slow mail server inline", body = ErrorEnvelope),
+    )
+)]
+#[allow(dead_code)]
+fn burst() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,8 +420,18 @@ mod tests {
             "/api/queue/events",
             "/health",
             "/dev/mailbox/api/messages",
+            "/dev/mailbox/events",
+            "/dev/mailbox/api/v2/messages",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} is not described");
+        }
+        let dev = serde_json::to_value(DevApiDoc::openapi()).expect("serializes");
+        for path in ["/dev/mail-server", "/dev/consumers", "/dev/burst"] {
+            assert!(dev["paths"].get(path).is_some(), "{path} is not described");
+            assert!(
+                doc["paths"].get(path).is_none(),
+                "{path} is development only"
+            );
         }
         assert_eq!(
             doc["components"]["schemas"]["JobState"]["enum"],

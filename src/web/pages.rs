@@ -46,14 +46,14 @@ const SIDES: [Side; 2] = [
     Side {
         mode: "sync",
         title: "Synchronous: waits for the mail server",
-        hint: "POST /register/sync: insert the user, send the mail inline, then answer.",
+        hint: "POST /register/sync: insert the user, then run every consumer inside the request (welcome mail, audit row, coupon and its mail), then answer.",
         action: "/register/sync",
         button: "Register and wait for the mail",
     },
     Side {
         mode: "async",
         title: "Asynchronous: enqueues and returns",
-        hint: "POST /register/async: insert the user and the job in one transaction, answer at once.",
+        hint: "POST /register/async: insert the user and one job per consumer in one transaction, answer at once; workers do the same work a moment later.",
         action: "/register/async",
         button: "Register through the queue",
     },
@@ -64,12 +64,28 @@ const SIDES: [Side; 2] = [
 struct IndexPage<'a> {
     sides: &'a [Side],
     mailbox_url: &'a str,
+    /// The development mail server's switches, with the embedded inbox only.
+    mail_server: Option<crate::dev_inbox::gate::MailServerState>,
+    /// Each consumer queue and whether it is switched to fail (development only).
+    consumers: Option<Vec<(&'static str, bool)>>,
+    burst_max: u32,
 }
 
 async fn index(State(state): State<AppState>) -> Response {
     match (IndexPage {
         sides: &SIDES,
         mailbox_url: &state.mailbox_url,
+        mail_server: state.inbox.as_ref().map(|i| i.control().get()),
+        consumers: state.faults.as_ref().map(|faults| {
+            let failing = faults.failing();
+            state
+                .signup
+                .queues()
+                .iter()
+                .map(|q| (*q, failing.iter().any(|f| f == q)))
+                .collect()
+        }),
+        burst_max: crate::web::dev::BURST_MAX,
     })
     .render()
     {

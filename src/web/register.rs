@@ -1,6 +1,8 @@
 //! `POST /register`, `/register/async`, `/register/sync`: extract a valid registration, call the
 //! use case (`signup`) queued or inline, and answer in the request's format with the server's
-//! time in `Server-Timing`.
+//! time in `Server-Timing`: the total (`app`) and each phase (`hash`, `db`, then on the
+//! synchronous path one entry per consumer, named by its queue: `welcome_email`, `audit_log`,
+//! `signup_coupon`, `amqp_relay`).
 
 use std::time::Instant;
 
@@ -16,7 +18,7 @@ use axum::{
 use serde::Serialize;
 
 use crate::{
-    signup::{self, SignupError},
+    signup::{self, Phases, SignupError},
     web::{
         AppState,
         error::AppError,
@@ -77,15 +79,24 @@ fn rate_limit(per_minute: u32) -> Option<RateLimitLayer> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Registered {
     pub user_id: i64,
+    /// The welcome mail's job (async); null for sync.
     pub job_id: Option<String>,
+    /// Every job of the registration, by consumer queue (async; empty for sync, whose consumers
+    /// ran inside the request).
+    pub jobs: std::collections::BTreeMap<String, String>,
     pub mode: &'static str,
     pub elapsed_ms: f64,
 }
 
 async fn register_async(State(state): State<AppState>, registration: Registration) -> Response {
+    let mut phases = Phases::new();
     let result = state
         .signup
-        .register_queued(registration.user, registration.request_id.as_deref())
+        .register_queued(
+            registration.user,
+            registration.request_id.as_deref(),
+            &mut phases,
+        )
         .await;
     reply(
         &state,
@@ -93,17 +104,23 @@ async fn register_async(State(state): State<AppState>, registration: Registratio
         registration.started,
         "async",
         result,
+        &phases,
     )
 }
 
 async fn register_sync(State(state): State<AppState>, registration: Registration) -> Response {
-    let result = state.signup.register_inline(registration.user).await;
+    let mut phases = Phases::new();
+    let result = state
+        .signup
+        .register_inline(registration.user, &mut phases)
+        .await;
     reply(
         &state,
         registration.format,
         registration.started,
         "sync",
         result,
+        &phases,
     )
 }
 
@@ -113,16 +130,50 @@ fn reply(
     started: Instant,
     mode: &'static str,
     result: Result<signup::Registered, SignupError>,
+    phases: &Phases,
 ) -> Response {
     let result = result
         .map(|r| Registered {
             user_id: r.user_id,
             job_id: r.job_id,
+            jobs: r
+                .jobs
+                .into_iter()
+                .map(|(queue, id)| (queue.to_owned(), id))
+                .collect(),
             mode,
             elapsed_ms: 0.0,
         })
         .map_err(AppError::from);
-    answer(format, state, started, result)
+    let mut response = answer(format, state, started, result);
+    add_phases(&mut response, phases);
+    response
+}
+
+/// Puts the phases before the `app` total in `Server-Timing`.
+fn add_phases(response: &mut Response, phases: &Phases) {
+    let mut entries: Vec<String> = phases
+        .iter()
+        .map(|(name, took)| format!("{name};dur={}", ms(*took)))
+        .collect();
+    if entries.is_empty() {
+        return;
+    }
+    if let Some(total) = response
+        .headers()
+        .get("server-timing")
+        .and_then(|v| v.to_str().ok())
+    {
+        entries.push(total.to_owned());
+    }
+    if let Ok(value) = HeaderValue::from_str(&entries.join(", ")) {
+        response.headers_mut().insert("server-timing", value);
+    }
+}
+
+/// Milliseconds with two decimals.
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
 }
 
 #[derive(Template)]
@@ -140,7 +191,7 @@ pub(crate) fn answer(
     started: Instant,
     result: Result<Registered, AppError>,
 ) -> Response {
-    let elapsed_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+    let elapsed_ms = ms(started.elapsed());
     let mut response = match (format, result) {
         (Format::Json | Format::FormAnsweredInJson, Ok(mut registered)) => {
             registered.elapsed_ms = elapsed_ms;

@@ -95,7 +95,7 @@ async fn failed_jobs_are_listed_retried_and_delivered_and_old_done_jobs_purged()
     let usage = jobs(&database_url, &["retry"]);
     assert_eq!(usage.status.code(), Some(2), "missing id is a usage error");
 
-    let inbox = DevInbox::start_on(port)
+    let inbox = DevInbox::start_on(port, std::time::Duration::ZERO)
         .await
         .expect("mail server comes up");
     let retried = jobs(&database_url, &["retry", &job_id]);

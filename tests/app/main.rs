@@ -15,6 +15,7 @@ mod faults;
 mod hardening;
 mod jobs_cli;
 mod layering;
+mod lesson;
 mod message_schemas;
 mod page;
 mod register;

@@ -106,7 +106,7 @@ async fn a_form_post_answers_with_a_result_page_and_escapes_what_the_visitor_typ
         .text()
         .await
         .expect("html");
-    assert!(filtered.contains("0 mail(s)"));
+    assert!(filtered.contains("<span data-count>0</span> mail(s)"));
     app.stop().await;
 }
 
@@ -160,7 +160,7 @@ async fn the_job_stream_pushes_each_transition_in_order_until_done() {
     let (seen_retrying, mut wait_retrying) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         let _ = wait_retrying.wait_for(|seen| *seen).await;
-        DevInbox::start_on(port)
+        DevInbox::start_on(port, std::time::Duration::ZERO)
             .await
             .expect("mail server comes up")
     });

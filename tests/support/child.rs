@@ -49,6 +49,7 @@ pub async fn start_with(
         .env("BIND", "127.0.0.1:0")
         .env("ADMIN_BIND", "off")
         .env("HASH_COST", "test")
+        .env("DEV_MAIL_LATENCY", "0s")
         .env("RATE_LIMIT_PER_MINUTE", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

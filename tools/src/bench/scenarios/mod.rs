@@ -21,16 +21,14 @@ use sqlx::SqlitePool;
 /// The registration use case on `pool`, with the built-in consumers' queues, as the app builds
 /// it: the bench times the product's own transaction, never a copy of it.
 pub fn signup_on(pool: &SqlitePool, mailer: Mailer) -> Signup {
-    let queues = consumers::built_in(&Deps {
+    let inline = consumers::built_in(&Deps {
         pool: pool.clone(),
-        mailer: mailer.clone(),
-    })
-    .iter()
-    .map(|c| c.name())
-    .collect();
+        mailer,
+    });
+    let queues = inline.iter().map(|c| c.name()).collect();
     Signup::new(
         pool.clone(),
-        mailer,
+        inline,
         queues,
         Wakeup::default(),
         HashCost::Test,

@@ -1,6 +1,9 @@
 //! The embedded development inbox: a real SMTP server (mailcrab's development server) on a
-//! loopback port, keeping the mails it catches in memory for `/dev/mailbox`.
+//! loopback port, keeping the mails it catches in memory for `/dev/mailbox`, behind a gate
+//! ([`gate`]) that makes it as slow, down or flaky as a real one can be.
 //! For development and tests only: it accepts any mail from anyone and forgets all on exit.
+
+pub mod gate;
 
 use std::{
     collections::VecDeque,
@@ -29,25 +32,32 @@ pub struct CaughtMail {
     pub received_at: String,
     #[serde(skip)]
     pub message_id: Option<String>,
+    /// Every header, in the order mailcrab gives them (shown on the inbox page).
+    #[serde(skip)]
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
 pub struct DevInbox {
+    /// The gate's address: where the app sends mail.
     addr: SocketAddr,
+    /// mailcrab's own address, behind the gate.
+    upstream: SocketAddr,
+    gate: gate::Gate,
     mails: Arc<Mutex<VecDeque<CaughtMail>>>,
     arrivals: broadcast::Sender<CaughtMail>,
     token: CancellationToken,
 }
 
 impl DevInbox {
-    /// Starts on a free loopback port (picked by the OS).
-    pub async fn start() -> anyhow::Result<DevInbox> {
+    /// Starts on a free loopback port (picked by the OS), with a mail latency of `latency`.
+    pub async fn start(latency: Duration) -> anyhow::Result<DevInbox> {
         let mut last_error = None;
         // mailcrab binds the port itself, so the port is picked first; another process may take it
         // in between, hence a few tries.
         for _ in 0..5 {
             let port = free_loopback_port()?;
-            match DevInbox::start_on(port).await {
+            match DevInbox::start_on(port, latency).await {
                 Ok(inbox) => return Ok(inbox),
                 Err(e) => last_error = Some(e),
             }
@@ -55,8 +65,9 @@ impl DevInbox {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no free port")))
     }
 
-    /// Starts on 127.0.0.1:`port`; fails when the server does not come up.
-    pub async fn start_on(port: u16) -> anyhow::Result<DevInbox> {
+    /// Starts mailcrab on 127.0.0.1:`port` and its gate on a free port; fails when the server does
+    /// not come up.
+    pub async fn start_on(port: u16, latency: Duration) -> anyhow::Result<DevInbox> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let (tx, rx) = broadcast::channel::<mailcrab::MailMessage>(1024);
         let token = CancellationToken::new();
@@ -83,15 +94,23 @@ impl DevInbox {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::spawn(keep_serving(addr, tx, token.clone(), server));
+        let gate = gate::Gate::start(addr, latency, token.clone()).await?;
         let (arrivals, _) = broadcast::channel(1024);
         let inbox = DevInbox {
-            addr,
+            addr: gate.addr(),
+            upstream: addr,
+            gate,
             mails: Arc::default(),
             arrivals,
             token,
         };
         tokio::spawn(inbox.clone().collect(rx));
-        tracing::info!(%addr, "development inbox (SMTP) listening: for development only");
+        tracing::info!(
+            addr = %inbox.addr,
+            upstream = %addr,
+            latency_ms = latency.as_millis() as u64,
+            "development inbox (SMTP) listening: for development only"
+        );
         Ok(inbox)
     }
 
@@ -118,8 +137,26 @@ impl DevInbox {
         }
     }
 
+    /// Where the app sends mail: the gate (latency, down, flaky) in front of the inbox.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The inbox's own SMTP address, without the gate.
+    pub fn upstream_addr(&self) -> SocketAddr {
+        self.upstream
+    }
+
+    /// The latency, down and flaky switches of the gate.
+    pub fn control(&self) -> &gate::Control {
+        self.gate.control()
+    }
+
+    /// Forgets every caught mail.
+    pub fn clear(&self) {
+        if let Ok(mut mails) = self.mails.lock() {
+            mails.clear();
+        }
     }
 
     pub fn smtp_url(&self) -> String {
@@ -184,6 +221,13 @@ fn to_caught(message: &mailcrab::MailMessage) -> CaughtMail {
         html: text("html"),
         received_at,
         message_id,
+        headers: headers
+            .map(|h| {
+                h.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
