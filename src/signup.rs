@@ -121,6 +121,14 @@ impl Signup {
         &self.queues
     }
 
+    /// The password's argon2id hash, off the async runtime, timed as the `hash` phase.
+    async fn hash(&self, user: &NewUser, phases: &mut Phases) -> Result<String, SignupError> {
+        let started = Instant::now();
+        let hash = hash_password(user.password.clone(), self.hash_cost).await?;
+        phases.record("hash", started);
+        Ok(hash)
+    }
+
     /// Through the queue: answers once the user and its jobs are committed together.
     #[tracing::instrument(skip_all, fields(mode = "async", user_id, job_id))]
     pub async fn register_queued(
@@ -129,9 +137,7 @@ impl Signup {
         request_id: Option<&str>,
         phases: &mut Phases,
     ) -> Result<Registered, SignupError> {
-        let started = Instant::now();
-        let hash = hash_password(user.password.clone(), self.hash_cost).await?;
-        phases.record("hash", started);
+        let hash = self.hash(&user, phases).await?;
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
         let (user_id, published) = self
@@ -194,9 +200,7 @@ impl Signup {
         user: NewUser,
         phases: &mut Phases,
     ) -> Result<Registered, SignupError> {
-        let started = Instant::now();
-        let hash = hash_password(user.password.clone(), self.hash_cost).await?;
-        phases.record("hash", started);
+        let hash = self.hash(&user, phases).await?;
         let started = Instant::now();
         let mut conn = self.pool.acquire().await?;
         let user_id = insert_user(&mut conn, &user.email, user.name.as_ref(), &hash).await?;

@@ -76,6 +76,24 @@ pub fn service_or_skip(var: &str, what: &str) -> Option<String> {
     value
 }
 
+/// The product binary `signup-queue` beside a tool binary of this package (a workspace build puts
+/// them in one folder), for the tools' tests that drive both; `None`, after one skip line on
+/// stderr, when it is not there.
+pub fn product_beside(tool: &std::path::Path) -> Option<std::path::PathBuf> {
+    let dir = tool.parent()?;
+    let product = dir.join(format!("signup-queue{}", std::env::consts::EXE_SUFFIX));
+    if product.is_file() {
+        return Some(product);
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: no {} beside the tools (build the workspace: cargo test --workspace)",
+        product.display()
+    );
+    None
+}
+
 /// A loopback port nothing listens on (yet).
 pub fn unused_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -8,26 +8,8 @@ use std::{
     process::{Command, Output},
 };
 
-/// The folder of the tools' binaries.
-fn tools_dir() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_signup-queue-bench"))
-        .parent()
-        .expect("a folder")
-}
-
 fn product_binary() -> Option<PathBuf> {
-    let product = tools_dir().join(format!("signup-queue{}", std::env::consts::EXE_SUFFIX));
-    if product.is_file() {
-        return Some(product);
-    }
-    // Straight to stderr, past the test harness's capture, so the skip is seen.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped: no {} beside the tools (build the workspace: cargo test --workspace)",
-        product.display()
-    );
-    None
+    signup_queue_tools::testkit::product_beside(Path::new(env!("CARGO_BIN_EXE_signup-queue-bench")))
 }
 
 /// Runs `program ARGS` with a known environment. `WORKERS` is set because the product passes its

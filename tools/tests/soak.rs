@@ -11,21 +11,7 @@ use std::{
 use serde_json::Value;
 
 fn product_binary() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_BIN_EXE_signup-queue-soak"))
-        .parent()
-        .expect("a folder");
-    let product = dir.join(format!("signup-queue{}", std::env::consts::EXE_SUFFIX));
-    if product.is_file() {
-        return Some(product);
-    }
-    // Straight to stderr, past the test harness's capture, so the skip is seen.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped: no {} beside the tools (build the workspace: cargo test --workspace)",
-        product.display()
-    );
-    None
+    signup_queue_tools::testkit::product_beside(Path::new(env!("CARGO_BIN_EXE_signup-queue-soak")))
 }
 
 #[test]
