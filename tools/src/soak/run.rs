@@ -172,15 +172,14 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
     let db = soak.db.take().context("no database view")?;
     let queues = db.stats().await?;
     let jobs_left = Totals::from_stats(&queues);
-    let waited = load_end.elapsed();
-    if waited < plan.retention {
+    // `done_at` is in whole seconds: 2 s more so the last second's jobs are past the age too.
+    let wait = (plan.retention + Duration::from_secs(2)).saturating_sub(load_end.elapsed());
+    if !wait.is_zero() {
         println!(
             "waiting {} so the last jobs are older than JOB_RETENTION",
-            humantime::format_duration(Duration::from_secs(
-                (plan.retention - waited).as_secs() + 1
-            ))
+            humantime::format_duration(Duration::from_secs(wait.as_secs()))
         );
-        tokio::time::sleep(plan.retention - waited + Duration::from_secs(1)).await;
+        tokio::time::sleep(wait).await;
     }
     let before = db.size().await?;
     let older_than = format!("{}s", plan.retention.as_secs().max(1));
