@@ -25,6 +25,19 @@ fn server_timing(response: &reqwest::Response) -> String {
         .to_owned()
 }
 
+/// Waits until `queue`'s job of a queued registration (`body`, its 201 JSON) is `retrying`, and
+/// checks its last error names `cause`.
+async fn wait_retrying(app: &TestApp, body: &Value, queue: &str, cause: &str) {
+    let job = body["jobs"][queue].as_str().expect("the queue's job");
+    let retrying = app.wait_for_job(job, "retrying", WAIT).await;
+    assert!(
+        retrying["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(cause)),
+        "{retrying}"
+    );
+}
+
 async fn jobs_done(app: &TestApp, body: &Value) {
     for (_, id) in body["jobs"].as_object().expect("jobs by queue") {
         app.wait_for_job(id.as_str().expect("job id"), "done", WAIT)
@@ -214,16 +227,7 @@ async fn down_fails_the_sync_path_and_delays_the_async_one_until_it_is_up() {
         .await;
     assert_eq!(queued.status(), 201);
     let queued: Value = queued.json().await.expect("json");
-    let welcome = queued["jobs"]["welcome_email"]
-        .as_str()
-        .expect("welcome job");
-    let retrying = app.wait_for_job(welcome, "retrying", WAIT).await;
-    assert!(
-        retrying["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("421")),
-        "{retrying}"
-    );
+    wait_retrying(&app, &queued, "welcome_email", "421").await;
     let audit = queued["jobs"]["audit_log"].as_str().expect("audit job");
     app.wait_for_job(audit, "done", WAIT).await;
 
@@ -255,16 +259,7 @@ async fn flaky_mode_answers_451_to_its_share_of_mails() {
         .json()
         .await
         .expect("json");
-    let welcome = queued["jobs"]["welcome_email"]
-        .as_str()
-        .expect("welcome job");
-    let retrying = app.wait_for_job(welcome, "retrying", WAIT).await;
-    assert!(
-        retrying["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("451")),
-        "{retrying}"
-    );
+    wait_retrying(&app, &queued, "welcome_email", "451").await;
     assert!(inbox.messages().is_empty(), "a 451 delivers nothing");
 
     set_mail_server(&app, json!({"flaky_share": 0.0})).await;
@@ -465,16 +460,7 @@ async fn a_consumer_switched_to_fail_leaves_the_others_untouched() {
         .json()
         .await
         .expect("json");
-    let coupon = queued["jobs"]["signup_coupon"]
-        .as_str()
-        .expect("coupon job");
-    let retrying = app.wait_for_job(coupon, "retrying", WAIT).await;
-    assert!(
-        retrying["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("switched to fail")),
-        "{retrying}"
-    );
+    wait_retrying(&app, &queued, "signup_coupon", "switched to fail").await;
     for queue in ["welcome_email", "audit_log"] {
         app.wait_for_job(queued["jobs"][queue].as_str().expect("job"), "done", WAIT)
             .await;
@@ -492,6 +478,9 @@ async fn a_consumer_switched_to_fail_leaves_the_others_untouched() {
         json!({"queue": "signup_coupon", "fail": false}),
     )
     .await;
+    let coupon = queued["jobs"]["signup_coupon"]
+        .as_str()
+        .expect("coupon job");
     app.wait_for_job(coupon, "done", WAIT).await;
     app.stop().await;
 }
