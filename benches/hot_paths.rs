@@ -65,11 +65,11 @@ fn enqueue(c: &mut Criterion) {
             let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let email = Email::parse(&format!("u{n}@bench.local")).expect("email");
             let mut tx = pool.begin().await.expect("begin");
-            let user_id = insert_user(&mut tx, &email, None, "$argon2id$bench")
+            let user_id = insert_user(tx.conn(), &email, None, "$argon2id$bench")
                 .await
                 .expect("insert");
             queue::publish(
-                &mut tx,
+                tx.conn(),
                 &Envelope::user_registered(user_id),
                 &user_id.to_string(),
                 &queues,

@@ -3,8 +3,8 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
+use crate::db::Db;
 use anyhow::Context;
-use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,7 @@ impl Role {
 pub struct Application {
     settings: Settings,
     role: Role,
-    pool: SqlitePool,
+    pool: Db,
     listener: Option<TcpListener>,
     admin_listener: Option<TcpListener>,
     state: AppState,
@@ -102,7 +102,7 @@ impl Application {
             &smtp_url,
             &settings.mail_from,
             settings.smtp_timeout,
-            u32::from(settings.workers),
+            u32::from(settings.smtp_max_sessions.unwrap_or(settings.workers)),
         )?;
         let mailbox_url = settings.mailbox_url.clone().unwrap_or_else(|| {
             if inbox.is_some() {
@@ -127,10 +127,19 @@ impl Application {
             AdminBind::Off => None,
         };
         let token = CancellationToken::new();
-        // All consumers of this process together open at most WORKERS SMTP sessions.
+        // All consumers of this process together open at most WORKERS SMTP sessions; with
+        // SMTP_MAX_SESSIONS on PostgreSQL, all worker processes together at most that many.
+        let workers = usize::from(settings.workers);
+        let worker_mailer = match (&pool, settings.smtp_max_sessions) {
+            (db::Db::Postgres(pg), Some(slots)) => {
+                mailer.limited_across_processes(pg, usize::from(slots), workers)
+            }
+            (_, Some(cap)) => mailer.limited(usize::from(cap)),
+            (_, None) => mailer.limited(workers),
+        };
         let mut consumers = consumers::built_in(&consumers::Deps {
             pool: pool.clone(),
-            mailer: mailer.limited(usize::from(settings.workers)),
+            mailer: worker_mailer,
         });
         // The synchronous registration runs the same consumers inside its request, with the
         // unlimited mailer (one request waits for its own mails, never for the workers').
@@ -207,7 +216,7 @@ impl Application {
             .and_then(|l| l.local_addr().ok())
     }
 
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &Db {
         &self.pool
     }
 
@@ -299,8 +308,15 @@ impl Application {
             };
             let workers =
                 queue::run_workers(&self.consumers, &self.pool, &self.wakeup, &pool_settings);
+            tokio::spawn(queue::wakeup::watch_other_processes(
+                self.pool.clone(),
+                self.wakeup.clone(),
+                workers_token.clone(),
+            ));
             tracing::info!(
+                database = self.pool.backend().as_str(),
                 concurrency = self.settings.workers,
+                smtp_max_sessions = ?self.settings.smtp_max_sessions,
                 consumers = ?self.consumers.iter().map(|c| c.name()).collect::<Vec<_>>(),
                 "worker pool started"
             );

@@ -12,7 +12,9 @@ pub struct Settings {
     #[arg(long, env = "BIND", default_value = "127.0.0.1:3000", global = true)]
     pub bind: SocketAddr,
 
-    /// SQLite database (created with its folder if missing; migrations run at start).
+    /// The database: `sqlite://path/to/file.db` (embedded; created with its folder if missing)
+    /// or `postgres://user[:password]@host[:port]/database` (many web and worker processes on
+    /// many machines; the database is created if missing). Migrations run at start.
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -48,9 +50,16 @@ pub struct Settings {
     pub smtp_timeout: Duration,
 
     /// Concurrent jobs per consumer queue in a worker process; all its mail sends together use at
-    /// most this many SMTP sessions.
+    /// most this many SMTP sessions (see SMTP_MAX_SESSIONS).
     #[arg(long, env = "WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024), global = true)]
     pub workers: u16,
+
+    /// Most SMTP sessions open at once. On PostgreSQL: across *all* worker processes on the
+    /// database (each session holds an advisory-lock slot; a crashed worker's slots free
+    /// themselves), and a worker process holds at most WORKERS of them. On SQLite: per worker
+    /// process. Unset: WORKERS per process, on either database.
+    #[arg(long, env = "SMTP_MAX_SESSIONS", value_parser = clap::value_parser!(u16).range(1..=1024), global = true)]
+    pub smtp_max_sessions: Option<u16>,
 
     /// Attempts a consumer's job gets before it ends `failed` (crash re-deliveries count too).
     #[arg(long, env = "JOB_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
@@ -173,6 +182,7 @@ impl Settings {
             mail_from: "Signup Queue <welcome@signup-queue.local>".into(),
             smtp_timeout: Duration::from_secs(5),
             workers: 4,
+            smtp_max_sessions: None,
             job_max_attempts: 10,
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(2),

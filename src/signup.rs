@@ -11,11 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sqlx::{SqliteConnection, SqlitePool};
-
 use crate::{
     config::HashCost,
     consumers::{Consumer, JobInfo, welcome::WELCOME_QUEUE},
+    db::{Db, DbConn},
     events::Envelope,
     queue::{self, Published, Wakeup},
     users::{DisplayName, Email, InsertUserError, NewUser, hash_password, insert_user},
@@ -44,7 +43,7 @@ impl Phases {
 /// What a registration needs; cheap to clone (one per process, shared by the handlers).
 #[derive(Clone)]
 pub struct Signup {
-    pool: SqlitePool,
+    pool: Db,
     /// The consumers the inline path runs inside the request, in order.
     inline: Arc<[Arc<dyn Consumer>]>,
     /// The consumer queues `user_registered` is published to.
@@ -99,7 +98,7 @@ impl Signup {
     /// `inline`: the consumers the synchronous path runs, in order (the same kinds as the ones
     /// the workers run for `queues`).
     pub fn new(
-        pool: SqlitePool,
+        pool: Db,
         inline: Vec<Arc<dyn Consumer>>,
         queues: Vec<&'static str>,
         wakeup: Wakeup,
@@ -141,7 +140,13 @@ impl Signup {
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
         let (user_id, published) = self
-            .insert_and_publish(&mut tx, &user.email, user.name.as_ref(), &hash, request_id)
+            .insert_and_publish(
+                tx.conn(),
+                &user.email,
+                user.name.as_ref(),
+                &hash,
+                request_id,
+            )
             .await?;
         tx.commit().await?;
         phases.record("db", started);
@@ -170,13 +175,13 @@ impl Signup {
     /// user back with it.
     pub async fn insert_and_publish(
         &self,
-        conn: &mut SqliteConnection,
+        mut conn: DbConn<'_>,
         email: &Email,
         name: Option<&DisplayName>,
         password_hash: &str,
         request_id: Option<&str>,
     ) -> Result<(i64, Published), SignupError> {
-        let user_id = insert_user(conn, email, name, password_hash).await?;
+        let user_id = insert_user(conn.reborrow(), email, name, password_hash).await?;
         let event = Envelope::user_registered(user_id);
         let published = queue::publish(
             conn,
@@ -202,9 +207,9 @@ impl Signup {
     ) -> Result<Registered, SignupError> {
         let hash = self.hash(&user, phases).await?;
         let started = Instant::now();
-        let mut conn = self.pool.acquire().await?;
-        let user_id = insert_user(&mut conn, &user.email, user.name.as_ref(), &hash).await?;
-        drop(conn);
+        let mut tx = self.pool.begin().await?;
+        let user_id = insert_user(tx.conn(), &user.email, user.name.as_ref(), &hash).await?;
+        tx.commit().await?;
         phases.record("db", started);
         tracing::Span::current().record("user_id", user_id);
         let event = Envelope::user_registered(user_id);

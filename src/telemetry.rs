@@ -28,7 +28,7 @@ pub fn job_log_lines() -> &'static broadcast::Sender<Arc<str>> {
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(
-            "info,sqlx=warn,apalis=warn,apalis_core=warn,apalis_sqlite=warn,mailcrab=warn",
+            "info,sqlx=warn,apalis=warn,apalis_core=warn,apalis_sqlite=warn,apalis_postgres=warn,mailcrab=warn",
         )
     });
     let board = fmt::layer()

@@ -1,10 +1,12 @@
 //! Users: the validated registration input (parsed once, at the edge), password hashing, storage.
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version, password_hash::SaltString};
-use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use validator::ValidateEmail;
 
-use crate::config::HashCost;
+use crate::{
+    config::HashCost,
+    db::{Db, DbConn},
+};
 
 /// Why a field was refused: the field's name and a message a visitor can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,33 +178,34 @@ pub enum InsertUserError {
 
 #[tracing::instrument(skip_all)]
 pub async fn insert_user(
-    conn: &mut SqliteConnection,
+    conn: DbConn<'_>,
     email: &Email,
     name: Option<&DisplayName>,
     password_hash: &str,
 ) -> Result<i64, InsertUserError> {
-    let result = sqlx::query::<Sqlite>(
-        "INSERT INTO users (email, email_key, name, password_hash) VALUES (?1, ?2, ?3, ?4)",
+    let result: Result<i64, sqlx::Error> = crate::with_conn!(conn, conn => sqlx::query_scalar(
+        "INSERT INTO users (email, email_key, name, password_hash) VALUES ($1, $2, $3, $4)
+         RETURNING id",
     )
     .bind(email.as_str())
     .bind(email.key())
     .bind(name.map(DisplayName::as_str))
     .bind(password_hash)
-    .execute(&mut *conn)
-    .await;
+    .fetch_one(&mut *conn)
+    .await);
     match result {
-        Ok(done) => Ok(done.last_insert_rowid()),
+        Ok(id) => Ok(id),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(InsertUserError::Duplicate),
         Err(e) => Err(e.into()),
     }
 }
 
 #[tracing::instrument(skip(pool))]
-pub async fn find_user(pool: &SqlitePool, user_id: i64) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as::<Sqlite, User>("SELECT id, email, name FROM users WHERE id = ?1")
+pub async fn find_user(pool: &Db, user_id: i64) -> Result<Option<User>, sqlx::Error> {
+    crate::with_db!(pool, pool => sqlx::query_as("SELECT id, email, name FROM users WHERE id = $1")
         .bind(user_id)
         .fetch_optional(pool)
-        .await
+        .await)
 }
 
 #[cfg(test)]

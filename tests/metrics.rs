@@ -97,7 +97,7 @@ async fn metrics_count_requests_jobs_and_mails_and_the_request_id_follows_the_jo
 
     let stored: String = sqlx::query_scalar("SELECT metadata FROM Jobs WHERE id = ?1")
         .bind(&job_id)
-        .fetch_one(&app.pool)
+        .fetch_one(app.sqlite())
         .await
         .expect("job row");
     assert!(

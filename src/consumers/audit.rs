@@ -3,11 +3,9 @@
 
 use std::sync::Arc;
 
-use sqlx::SqlitePool;
-
 use crate::{
     consumers::{Consumer, ConsumerError, Deps, JobInfo},
-    db::batch::BatchWriter,
+    db::{Db, batch::BatchWriter},
     events::{Envelope, UserRegistered},
 };
 
@@ -30,22 +28,21 @@ impl AuditLog {
     }
 }
 
-async fn record(
-    pool: SqlitePool,
-    events: Arc<[Envelope<UserRegistered>]>,
-) -> Result<(), sqlx::Error> {
-    let mut query = sqlx::QueryBuilder::new(
-        "INSERT INTO audit_events (event_id, event_type, event_version, user_id, occurred_at) ",
-    );
-    query.push_values(events.iter(), |mut row, event| {
-        row.push_bind(event.id.as_str())
-            .push_bind(event.kind.as_str())
-            .push_bind(event.version)
-            .push_bind(event.payload.user_id)
-            .push_bind(event.occurred_at.to_rfc3339());
+async fn record(db: Db, events: Arc<[Envelope<UserRegistered>]>) -> Result<(), sqlx::Error> {
+    crate::with_db!(&db, pool => {
+        let mut query = sqlx::QueryBuilder::new(
+            "INSERT INTO audit_events (event_id, event_type, event_version, user_id, occurred_at) ",
+        );
+        query.push_values(events.iter(), |mut row, event| {
+            row.push_bind(event.id.as_str())
+                .push_bind(event.kind.as_str())
+                .push_bind(i64::from(event.version))
+                .push_bind(event.payload.user_id)
+                .push_bind(event.occurred_at.to_rfc3339());
+        });
+        query.push(" ON CONFLICT (event_id) DO NOTHING");
+        query.build().execute(pool).await?;
     });
-    query.push(" ON CONFLICT (event_id) DO NOTHING");
-    query.build().execute(&pool).await?;
     Ok(())
 }
 

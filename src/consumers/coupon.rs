@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use askama::Template;
 use rand::Rng;
-use sqlx::SqlitePool;
 
 use crate::{
     consumers::{Consumer, ConsumerError, Deps, JobInfo},
+    db::Db,
     db::batch::BatchWriter,
     events::{Envelope, UserRegistered},
     mail::Mailer,
@@ -37,7 +37,7 @@ struct CouponHtml<'a> {
 }
 
 pub struct SignupCoupon {
-    pool: SqlitePool,
+    pool: Db,
     mailer: Mailer,
     /// "Mailed" marks, batched with other jobs' (see `db::batch`).
     mailed: BatchWriter<i64>,
@@ -60,15 +60,15 @@ impl SignupCoupon {
     async fn issue(&self, user_id: i64) -> Result<(String, bool), sqlx::Error> {
         let mut attempts = 0;
         loop {
-            let issued = sqlx::query_as(
-                "INSERT INTO coupons (user_id, code) VALUES (?1, ?2)
+            let issued = crate::with_db!(&self.pool, pool => sqlx::query_as(
+                "INSERT INTO coupons (user_id, code) VALUES ($1, $2)
                  ON CONFLICT (user_id) DO UPDATE SET user_id = excluded.user_id
                  RETURNING code, mailed_at IS NOT NULL",
             )
             .bind(user_id)
             .bind(new_code())
-            .fetch_one(&self.pool)
-            .await;
+            .fetch_one(pool)
+            .await);
             match issued {
                 // Another user's code drawn by chance: draw again.
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempts < 5 => {
@@ -80,16 +80,19 @@ impl SignupCoupon {
     }
 }
 
-async fn mark_mailed(pool: SqlitePool, user_ids: Arc<[i64]>) -> Result<(), sqlx::Error> {
-    let mut query = sqlx::QueryBuilder::new(
-        "UPDATE coupons SET mailed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE user_id IN (",
-    );
-    let mut ids = query.separated(", ");
-    for id in user_ids.iter() {
-        ids.push_bind(*id);
-    }
-    query.push(")");
-    query.build().execute(&pool).await?;
+async fn mark_mailed(db: Db, user_ids: Arc<[i64]>) -> Result<(), sqlx::Error> {
+    let now = db.backend().now();
+    crate::with_db!(&db, pool => {
+        let mut query = sqlx::QueryBuilder::new(format!(
+            "UPDATE coupons SET mailed_at = {now} WHERE user_id IN ("
+        ));
+        let mut ids = query.separated(", ");
+        for id in user_ids.iter() {
+            ids.push_bind(*id);
+        }
+        query.push(")");
+        query.build().execute(pool).await?;
+    });
     Ok(())
 }
 

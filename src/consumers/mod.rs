@@ -14,9 +14,8 @@ pub mod welcome;
 
 use std::{sync::Arc, time::Duration};
 
-use sqlx::SqlitePool;
-
 use crate::{
+    db::Db,
     events::{Envelope, UserRegistered},
     mail::Mailer,
 };
@@ -92,7 +91,7 @@ impl JobInfo {
 /// What consumers are built from.
 #[derive(Clone)]
 pub struct Deps {
-    pub pool: SqlitePool,
+    pub pool: Db,
     pub mailer: Mailer,
 }
 

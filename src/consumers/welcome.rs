@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use askama::Template;
-use sqlx::SqlitePool;
 
 use crate::{
     consumers::{Consumer, ConsumerError, Deps, JobInfo},
+    db::Db,
     db::batch::BatchWriter,
     events::{Envelope, UserRegistered},
     mail::{Mailer, SendError},
@@ -95,7 +95,7 @@ pub async fn send_welcome_from(
 
 /// Sends the welcome mail unless it was already delivered, then records the delivery.
 pub struct WelcomeEmail {
-    pool: SqlitePool,
+    pool: Db,
     mailer: Mailer,
     deliveries: BatchWriter<Delivery>,
 }
@@ -123,14 +123,15 @@ impl WelcomeEmail {
     /// `true` when it sent the mail, `false` when an earlier run already had.
     async fn deliver(&self, user_id: i64, job: &JobInfo) -> Result<bool, ConsumerError> {
         // The user and whether the mail already went out, in one query.
-        let row: Option<(i64, String, Option<String>, bool)> = sqlx::query_as(
-            "SELECT u.id, u.email, u.name, d.user_id IS NOT NULL
-             FROM users u LEFT JOIN welcome_deliveries d ON d.user_id = u.id WHERE u.id = ?1",
-        )
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(ConsumerError::retry)?;
+        let row: Option<(i64, String, Option<String>, bool)> =
+            crate::with_db!(&self.pool, pool => sqlx::query_as(
+                "SELECT u.id, u.email, u.name, d.user_id IS NOT NULL
+                 FROM users u LEFT JOIN welcome_deliveries d ON d.user_id = u.id WHERE u.id = $1",
+            )
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await)
+            .map_err(ConsumerError::retry)?;
         let Some((id, email, name, delivered)) = row else {
             return Err(ConsumerError::abort(format!(
                 "user {user_id} does not exist (deleted after registering?)"
@@ -182,32 +183,34 @@ impl Consumer for WelcomeEmail {
 }
 
 /// The workers' delivery records, many rows in one statement (see `db::batch`).
-async fn record_deliveries(pool: SqlitePool, rows: Arc<[Delivery]>) -> Result<(), sqlx::Error> {
-    let mut query = sqlx::QueryBuilder::new(
-        "INSERT INTO welcome_deliveries (user_id, message_id, mode, job_id) ",
-    );
-    query.push_values(rows.iter(), |mut row, d| {
-        row.push_bind(d.user_id)
-            .push_bind(d.message_id.as_str())
-            .push_bind("async")
-            .push_bind(d.job_id.as_str());
+async fn record_deliveries(db: Db, rows: Arc<[Delivery]>) -> Result<(), sqlx::Error> {
+    crate::with_db!(&db, pool => {
+        let mut query = sqlx::QueryBuilder::new(
+            "INSERT INTO welcome_deliveries (user_id, message_id, mode, job_id) ",
+        );
+        query.push_values(rows.iter(), |mut row, d| {
+            row.push_bind(d.user_id)
+                .push_bind(d.message_id.as_str())
+                .push_bind("async")
+                .push_bind(d.job_id.as_str());
+        });
+        query.push(" ON CONFLICT (user_id) DO NOTHING");
+        query.build().execute(pool).await?;
     });
-    query.push(" ON CONFLICT (user_id) DO NOTHING");
-    query.build().execute(&pool).await?;
     Ok(())
 }
 
 /// The synchronous endpoint's delivery record (the workers batch theirs).
 #[tracing::instrument(skip(pool))]
 pub async fn record_delivery(
-    pool: &SqlitePool,
+    pool: &Db,
     user_id: i64,
     message_id: &str,
     mode: &str,
     job_id: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO welcome_deliveries (user_id, message_id, mode, job_id) VALUES (?1, ?2, ?3, ?4)
+    crate::with_db!(pool, pool => sqlx::query(
+        "INSERT INTO welcome_deliveries (user_id, message_id, mode, job_id) VALUES ($1, $2, $3, $4)
          ON CONFLICT (user_id) DO NOTHING",
     )
     .bind(user_id)
@@ -215,6 +218,7 @@ pub async fn record_delivery(
     .bind(mode)
     .bind(job_id)
     .execute(pool)
-    .await?;
+    .await
+    .map(|_| ()))?;
     Ok(())
 }

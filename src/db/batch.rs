@@ -12,11 +12,12 @@
 
 use std::sync::Arc;
 
+use crate::db::Db;
 use futures::future::BoxFuture;
-use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-/// The most rows in one statement (SQLite allows 32,766 bound values; rows here have at most 5).
+/// The most rows in one statement (SQLite allows 32,766 bound values, PostgreSQL 65,535; rows
+/// here have at most 5).
 const MAX_BATCH: usize = 256;
 
 type Reply = oneshot::Sender<Result<(), Arc<sqlx::Error>>>;
@@ -24,7 +25,7 @@ type Reply = oneshot::Sender<Result<(), Arc<sqlx::Error>>>;
 /// Writes one batch of rows in one statement (or one transaction). The rows are shared, not
 /// copied: the writer keeps them to retry one by one if the batch fails.
 pub type Flush<T> =
-    Arc<dyn Fn(SqlitePool, Arc<[T]>) -> BoxFuture<'static, Result<(), sqlx::Error>> + Send + Sync>;
+    Arc<dyn Fn(Db, Arc<[T]>) -> BoxFuture<'static, Result<(), sqlx::Error>> + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
@@ -35,7 +36,7 @@ pub enum BatchError {
 }
 
 pub struct BatchWriter<T> {
-    pool: SqlitePool,
+    pool: Db,
     flush: Flush<T>,
     /// The writer task, started by the first `write` (so a consumer can be built outside a
     /// Tokio runtime, and a process that never writes runs no task).
@@ -44,7 +45,7 @@ pub struct BatchWriter<T> {
 
 impl<T: Clone + Send + Sync + 'static> BatchWriter<T> {
     /// A writer whose task ends when this handle is dropped.
-    pub fn new(pool: SqlitePool, flush: Flush<T>) -> Self {
+    pub fn new(pool: Db, flush: Flush<T>) -> Self {
         BatchWriter {
             pool,
             flush,
@@ -69,10 +70,7 @@ impl<T: Clone + Send + Sync + 'static> BatchWriter<T> {
     }
 }
 
-fn spawn<T: Clone + Send + Sync + 'static>(
-    pool: SqlitePool,
-    flush: Flush<T>,
-) -> mpsc::Sender<(T, Reply)> {
+fn spawn<T: Clone + Send + Sync + 'static>(pool: Db, flush: Flush<T>) -> mpsc::Sender<(T, Reply)> {
     let (sender, mut receiver) = mpsc::channel::<(T, Reply)>(4 * MAX_BATCH);
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -111,14 +109,14 @@ fn spawn<T: Clone + Send + Sync + 'static>(
 mod tests {
     use super::*;
 
-    async fn pool() -> (tempfile::TempDir, SqlitePool) {
+    async fn pool() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("batch.db").display());
         let pool = crate::db::connect_and_migrate(&url)
             .await
             .expect("database");
         sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY CHECK (n >= 0))")
-            .execute(&pool)
+            .execute(pool.sqlite().expect("sqlite"))
             .await
             .expect("table");
         (dir, pool)
@@ -127,11 +125,13 @@ mod tests {
     fn insert() -> Flush<i64> {
         Arc::new(|pool, rows| {
             Box::pin(async move {
-                let mut query = sqlx::QueryBuilder::new("INSERT INTO t (n) ");
-                query.push_values(rows.iter(), |mut b, n| {
-                    b.push_bind(*n);
-                });
-                query.build().execute(&pool).await.map(|_| ())
+                crate::with_db!(&pool, pool => {
+                    let mut query = sqlx::QueryBuilder::new("INSERT INTO t (n) ");
+                    query.push_values(rows.iter(), |mut b, n| {
+                        b.push_bind(*n);
+                    });
+                    query.build().execute(pool).await.map(|_| ())
+                })
             })
         })
     }
@@ -148,7 +148,7 @@ mod tests {
             result.expect("committed");
         }
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(&pool)
+            .fetch_one(pool.sqlite().expect("sqlite"))
             .await
             .expect("count");
         assert_eq!(count, 500);
@@ -167,7 +167,7 @@ mod tests {
             assert_eq!(result.is_ok(), n >= 0, "row {n}: {result:?}");
         }
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(&pool)
+            .fetch_one(pool.sqlite().expect("sqlite"))
             .await
             .expect("count");
         assert_eq!(count, 100);

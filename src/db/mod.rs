@@ -1,185 +1,258 @@
-//! The SQLite pool (pragmas chosen here, not by apalis), both sets of migrations, and the
-//! group-commit writer the consumers' small writes go through.
+//! The database: SQLite (embedded, the default) or PostgreSQL (`DATABASE_URL=postgres://...`, for
+//! many web and worker processes on many machines), chosen once from the URL. [`Db`] is the pool
+//! of either; [`with_db!`](crate::with_db) runs one body of code against whichever it is, so a
+//! query that both dialects accept is written once. The group-commit writer for the consumers'
+//! small writes lives here too.
 
 pub mod batch;
+pub mod postgres;
+pub mod sqlite;
 
-use std::{path::Path, str::FromStr, time::Duration};
+use sqlx::{PgConnection, PgPool, SqliteConnection, SqlitePool};
 
-use anyhow::Context;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqlitePool, migrate::Migrator};
+pub use sqlite::DbFile;
 
-static APP_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
-
-/// Opens (creating if missing) the database and runs the job storage's and the app's migrations.
-#[tracing::instrument(skip_all, fields(database_url = %database_url))]
-pub async fn connect_and_migrate(database_url: &str) -> anyhow::Result<SqlitePool> {
-    let options = options(database_url)?.create_if_missing(true);
-    if let Some(parent) = Path::new(options.get_filename()).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create the database folder {}", parent.display()))?;
-    }
-    let pool = open(options, database_url).await?;
-    migrate(&pool).await?;
-    Ok(pool)
-}
-
-/// Opens a database the application created before, for the operator commands: a mistyped
-/// DATABASE_URL must say so, not create an empty database and report "no jobs".
-pub async fn open_existing(database_url: &str) -> anyhow::Result<SqlitePool> {
-    let options = options(database_url)?.create_if_missing(false);
-    let file = options.get_filename().to_owned();
-    if !file.exists() {
-        anyhow::bail!(
-            "no database at {} (DATABASE_URL={database_url}); the operator commands open an \
-             existing database only",
-            file.display()
-        );
-    }
-    let pool = open(options, database_url).await?;
-    let has_jobs: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'Jobs'")
-            .fetch_optional(&pool)
-            .await?;
-    if has_jobs.is_none() {
-        pool.close().await;
-        anyhow::bail!(
-            "{} is not a signup-queue database (it has no job table)",
-            file.display()
-        );
-    }
-    migrate(&pool).await?;
-    Ok(pool)
-}
-
-/// Our pragmas, for a `sqlite:` URL only: any other scheme is an error, never a file name.
-fn options(database_url: &str) -> anyhow::Result<SqliteConnectOptions> {
-    if !database_url.starts_with("sqlite:") {
-        let scheme = database_url
-            .split_once("://")
-            .map_or("none", |(scheme, _)| scheme);
-        anyhow::bail!(
-            "DATABASE_URL {database_url:?} is not a SQLite URL (scheme: {scheme}); use \
-             sqlite://path/to/file.db, e.g. sqlite://data/signup-queue.db"
-        );
-    }
-    Ok(SqliteConnectOptions::from_str(database_url)
-        .with_context(|| format!("DATABASE_URL {database_url:?} is not a SQLite URL"))?
-        .journal_mode(SqliteJournalMode::Wal)
-        // NORMAL is durable in WAL mode except on power loss; apalis' own setup() would set OFF.
-        .synchronous(SqliteSynchronous::Normal)
-        // Replaced per connection by `busy_handler` below (same 10 s budget, shorter sleeps).
-        .busy_timeout(BUSY_BUDGET)
-        .foreign_keys(true))
-}
-
-async fn open(options: SqliteConnectOptions, database_url: &str) -> anyhow::Result<SqlitePool> {
-    // No `after_release` hook: sqlx 0.9 already rolls back a dropped `Transaction` on its
-    // connection's worker thread and resets a statement whose future was dropped, and it pings
-    // every connection on release. An extra `ROLLBACK` per release (once used here as a safety
-    // net) was 41 % of all statements in the pipeline benchmark (BENCHMARKS.md).
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                let mut handle = conn.lock_handle().await?;
-                let raw = handle.as_raw_handle();
-                // SAFETY: the connection handle is valid and locked for the duration of the call;
-                // the callback keeps no state and is a plain `extern "C"` function.
-                unsafe {
-                    libsqlite3_sys::sqlite3_busy_handler(
-                        raw.as_ptr(),
-                        Some(busy_handler),
-                        std::ptr::null_mut(),
-                    );
-                }
-                Ok(())
-            })
-        })
-        .connect_with(options)
-        .await
-        .with_context(|| format!("cannot open the database {database_url}"))?;
-    Ok(pool)
-}
-
-/// apalis keeps its migrations in its own bookkeeping table: sharing `_sqlx_migrations` makes each
-/// migrator fail on the other's rows.
-pub async fn migrate(pool: &SqlitePool) -> anyhow::Result<()> {
-    let mut storage = apalis_sqlite::SqliteStorage::migrations();
-    storage.dangerous_set_table_name("_apalis_migrations");
-    storage
-        .run(pool)
-        .await
-        .context("job storage migrations failed")?;
-    APP_MIGRATIONS
-        .run(pool)
-        .await
-        .context("application migrations failed")?;
-    Ok(())
-}
-
-/// How long a statement waits for another connection's write lock before "database is locked".
-const BUSY_BUDGET: Duration = Duration::from_secs(10);
-
-/// SQLite's own busy handler (`busy_timeout`) sleeps 1, 2, 5, 10, 15, 20, 25 ms and then 25-100 ms
-/// between retries, so a writer that waits behind a 0.2 ms transaction often sleeps 10-25 ms:
-/// that was most of the registration's p99. This one retries after 50 us, doubling to at most
-/// 1 ms, within the same 10 s budget. It runs on the connection's own blocking thread.
-extern "C" fn busy_handler(_: *mut std::ffi::c_void, attempts: std::ffi::c_int) -> std::ffi::c_int {
-    let attempts = u64::try_from(attempts).unwrap_or(0);
-    let sleep_us = (50u64 << attempts.min(5)).min(1000);
-    // After the ramp-up every retry sleeps 1 ms: the budget is about that many retries.
-    if attempts > 5 + BUSY_BUDGET.as_millis() as u64 {
-        return 0;
-    }
-    std::thread::sleep(Duration::from_micros(sleep_us));
-    1
-}
-
-/// The database file as it was when the app opened it. SQLite keeps writing to an open file that
-/// was deleted (or replaced) under it, and everything written after that is lost at the next
-/// restart: `/health` compares the path's file with this one to notice.
+/// The application's database pool: users, the consumers' tables and the job storage.
 #[derive(Debug, Clone)]
-pub struct DbFile {
-    path: std::path::PathBuf,
-    identity: (u64, u64),
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
 }
 
-impl DbFile {
-    /// The file behind a `sqlite:` URL (`None` for an in-memory database or one not found).
-    pub fn of(database_url: &str) -> Option<DbFile> {
-        let options = options(database_url).ok()?;
-        let path = options.get_filename().to_owned();
-        let identity = file_identity(&path)?;
-        Some(DbFile { path, identity })
-    }
+/// Runs `$body` with `$pool` bound to the [`Db`]'s typed pool (`&SqlitePool` or `&PgPool`). The
+/// body is compiled once per backend, so it must be SQL both accept: `$1` placeholders (sqlx
+/// maps them on SQLite too), `RETURNING`, `ON CONFLICT`, `COUNT(*) FILTER (WHERE ...)`.
+/// Where the dialects differ, ask [`Db::backend`] first.
+#[macro_export]
+macro_rules! with_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
 
-    /// `Err` says what happened to the file.
-    pub fn check(&self) -> Result<(), String> {
-        match file_identity(&self.path) {
-            Some(identity) if identity == self.identity => Ok(()),
-            Some(_) => Err(format!(
-                "the database file {} was replaced while the app runs: its writes go to the old file; restart the app",
-                self.path.display()
-            )),
-            None => Err(format!(
-                "the database file {} was deleted while the app runs: its writes will be lost; restart the app",
-                self.path.display()
-            )),
+/// Like [`with_db!`](crate::with_db), for a [`DbConn`]: `$conn` is `&mut SqliteConnection` or
+/// `&mut PgConnection`.
+#[macro_export]
+macro_rules! with_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Sqlite($c) => $body,
+            $crate::db::DbConn::Postgres($c) => $body,
+        }
+    };
+}
+
+/// A transaction on either database.
+pub enum DbTx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// A connection (usually inside a [`DbTx`]) on either database.
+pub enum DbConn<'a> {
+    Sqlite(&'a mut SqliteConnection),
+    Postgres(&'a mut PgConnection),
+}
+
+impl DbConn<'_> {
+    /// The same connection, borrowed again (to pass it to one call after another).
+    pub fn reborrow(&mut self) -> DbConn<'_> {
+        match self {
+            DbConn::Sqlite(conn) => DbConn::Sqlite(conn),
+            DbConn::Postgres(conn) => DbConn::Postgres(conn),
         }
     }
 }
 
-#[cfg(unix)]
-fn file_identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.dev(), metadata.ino()))
+impl DbTx {
+    pub fn conn(&mut self) -> DbConn<'_> {
+        match self {
+            DbTx::Sqlite(tx) => DbConn::Sqlite(tx),
+            DbTx::Postgres(tx) => DbConn::Postgres(tx),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            DbTx::Sqlite(tx) => tx.commit().await,
+            DbTx::Postgres(tx) => tx.commit().await,
+        }
+    }
 }
 
-#[cfg(not(unix))]
-fn file_identity(path: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().map(|_| (0, 0))
+/// Which database a [`Db`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a `DATABASE_URL` selects; any other scheme is an error naming both.
+    pub fn of_url(database_url: &str) -> anyhow::Result<Backend> {
+        if database_url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+        {
+            Ok(Backend::Postgres)
+        } else {
+            let scheme = database_url
+                .split_once("://")
+                .map_or("none", |(scheme, _)| scheme);
+            anyhow::bail!(
+                "DATABASE_URL {:?} is not a SQLite or PostgreSQL URL (scheme: {scheme}); use \
+                 sqlite://path/to/file.db (e.g. sqlite://data/signup-queue.db) or \
+                 postgres://user@host:5432/database",
+                redact(database_url)
+            )
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    /// "The current time" as ISO-8601 text (SQLite) or timestamptz (PostgreSQL), for columns the
+    /// database stamps.
+    pub fn now(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+            Backend::Postgres => "now()",
+        }
+    }
+}
+
+impl Db {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The SQLite pool, for code and tests that only exist on SQLite.
+    pub fn sqlite(&self) -> Option<&SqlitePool> {
+        match self {
+            Db::Sqlite(pool) => Some(pool),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    pub fn postgres(&self) -> Option<&PgPool> {
+        match self {
+            Db::Postgres(pool) => Some(pool),
+            Db::Sqlite(_) => None,
+        }
+    }
+
+    pub async fn begin(&self) -> Result<DbTx, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(pool) => DbTx::Sqlite(pool.begin().await?),
+            Db::Postgres(pool) => DbTx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Is the database answering? (`/health`)
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        with_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+    }
+
+    pub async fn close(&self) {
+        with_db!(self, pool => pool.close().await)
+    }
+}
+
+/// Does this error mean "the database cannot be reached right now" (rather than "this query is
+/// wrong")? Pool timeouts, broken connections, and a server shutting down or starting up.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception) and 57P01-57P03 (admin shutdown, crash
+        // shutdown, cannot connect now).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// Opens (creating it if missing) the database of `database_url` and runs the job storage's and
+/// the application's migrations.
+pub async fn connect_and_migrate(database_url: &str) -> anyhow::Result<Db> {
+    Ok(match Backend::of_url(database_url)? {
+        Backend::Sqlite => Db::Sqlite(sqlite::connect_and_migrate(database_url).await?),
+        Backend::Postgres => Db::Postgres(postgres::connect_and_migrate(database_url).await?),
+    })
+}
+
+/// Opens a database the application created before, for the operator commands: a mistyped
+/// DATABASE_URL must say so, not create an empty database and report "no jobs".
+pub async fn open_existing(database_url: &str) -> anyhow::Result<Db> {
+    Ok(match Backend::of_url(database_url)? {
+        Backend::Sqlite => Db::Sqlite(sqlite::open_existing(database_url).await?),
+        Backend::Postgres => Db::Postgres(postgres::open_existing(database_url).await?),
+    })
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact(database_url: &str) -> String {
+    match url_parts(database_url) {
+        Some((scheme, userinfo, rest)) if userinfo.contains(':') => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{rest}")
+        }
+        _ => database_url.to_owned(),
+    }
+}
+
+fn url_parts(url: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (userinfo, rest) = rest.rsplit_once('@')?;
+    Some((scheme, userinfo, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_chooses_the_backend() {
+        assert_eq!(
+            Backend::of_url("sqlite://data/x.db").expect("ok"),
+            Backend::Sqlite
+        );
+        assert_eq!(
+            Backend::of_url("postgres://u@h/d").expect("ok"),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Backend::of_url("postgresql://u@h/d").expect("ok"),
+            Backend::Postgres
+        );
+        let error = Backend::of_url("mysql://u:secret@h/d").expect_err("refused");
+        assert!(error.to_string().contains("not a SQLite or PostgreSQL URL"));
+        assert!(!error.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://app:hunter2@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
 }

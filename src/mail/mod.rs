@@ -3,6 +3,7 @@
 //! see `smtp_pool`; lettre's own pooled transport for TLS or credentials), within a timeout and
 //! a cap on concurrent sessions. What a mail says belongs to the consumer that sends it.
 
+mod limit;
 mod probe;
 mod smtp_pool;
 
@@ -25,8 +26,9 @@ pub struct Mailer {
     transport: Transport,
     from: Mailbox,
     timeout: Duration,
-    /// When set, at most this many sends at once through this mailer and its clones.
-    limit: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// When set, at most this many SMTP sessions at once through this mailer and its clones
+    /// (or, with PostgreSQL, across every worker process; see `limit`).
+    limit: Option<limit::SessionLimit>,
 }
 
 /// Why a send failed; the text goes to logs and to the job's `last_error`.
@@ -40,6 +42,8 @@ pub enum SendError {
     Connect(String),
     #[error("cannot build the message: {0}")]
     Build(String),
+    #[error("{0}")]
+    Limit(String),
 }
 
 impl Mailer {
@@ -77,7 +81,23 @@ impl Mailer {
     /// workers' ceiling on SMTP sessions, whatever the number of consumers.
     pub fn limited(&self, n: usize) -> Mailer {
         Mailer {
-            limit: Some(std::sync::Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
+            limit: Some(limit::SessionLimit::local(n)),
+            ..self.clone()
+        }
+    }
+
+    /// A mailer sharing this one's transport whose sessions, together with those of every other
+    /// process doing the same on this PostgreSQL database, never exceed `slots`; this process
+    /// holds at most `per_process` of them. Each session carries one mail and is closed before
+    /// its slot is given back, so no idle connection is held against the cap.
+    pub fn limited_across_processes(
+        &self,
+        pool: &sqlx::PgPool,
+        slots: usize,
+        per_process: usize,
+    ) -> Mailer {
+        Mailer {
+            limit: Some(limit::SessionLimit::global(pool, slots, per_process)),
             ..self.clone()
         }
     }
@@ -113,19 +133,23 @@ impl Mailer {
 
     /// Sends one message within the timeout (and the concurrency limit, if any).
     pub async fn send(&self, message: Message) -> Result<(), SendError> {
-        let _permit = match &self.limit {
+        let permit = match &self.limit {
             Some(limit) => Some(
                 limit
                     .acquire()
                     .await
-                    .map_err(|e| SendError::Build(e.to_string()))?,
+                    .map_err(|e| SendError::Limit(e.to_string()))?,
             ),
             None => None,
         };
+        let keep_open = !self
+            .limit
+            .as_ref()
+            .is_some_and(limit::SessionLimit::is_global);
         let started = std::time::Instant::now();
         let sent = tokio::time::timeout(self.timeout, async {
             match &self.transport {
-                Transport::Direct(direct) => direct.send(&message).await,
+                Transport::Direct(direct) => direct.send(&message, keep_open).await,
                 Transport::Lettre(lettre) => lettre
                     .send(message)
                     .await
@@ -134,6 +158,9 @@ impl Mailer {
             }
         })
         .await;
+        if let Some(permit) = permit {
+            permit.release().await;
+        }
         match sent {
             Ok(Ok(_)) => {
                 crate::metrics::smtp_sent(started.elapsed());

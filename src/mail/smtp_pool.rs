@@ -43,7 +43,9 @@ impl DirectSmtp {
         )
     }
 
-    pub(super) async fn send(&self, message: &Message) -> Result<(), SendError> {
+    /// Sends one message on an idle connection or a new one; with `keep_open` false the
+    /// connection is closed (QUIT answered) before this returns.
+    pub(super) async fn send(&self, message: &Message, keep_open: bool) -> Result<(), SendError> {
         let bytes = message.formatted();
         let reused = self.idle.lock().await.pop();
         let was_reused = reused.is_some();
@@ -61,7 +63,7 @@ impl DirectSmtp {
         match result {
             Ok(_) => {
                 let mut idle = self.idle.lock().await;
-                if idle.len() < self.max_idle {
+                if keep_open && idle.len() < self.max_idle {
                     idle.push(conn);
                 } else {
                     drop(idle);

@@ -5,6 +5,7 @@
 
 use std::{convert::Infallible, time::Duration};
 
+use crate::db::Db;
 use apalis_board::axum::ui::ServeUI;
 use axum::{
     Json, Router,
@@ -18,7 +19,6 @@ use axum::{
     routing::{get, post},
 };
 use futures::{Stream, StreamExt};
-use sqlx::SqlitePool;
 use subtle::ConstantTimeEq;
 
 use crate::queue::{
@@ -28,11 +28,11 @@ use crate::queue::{
 
 #[derive(Clone)]
 struct AdminState {
-    pool: SqlitePool,
+    pool: Db,
     token: Option<String>,
 }
 
-pub fn router(pool: SqlitePool, token: Option<String>, queues: &[&'static str]) -> Router {
+pub fn router(pool: Db, token: Option<String>, queues: &[&'static str]) -> Router {
     let board_api = crate::queue::dashboard::board_api(&pool, queues);
     let state = AdminState {
         pool,

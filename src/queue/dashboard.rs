@@ -2,18 +2,27 @@
 //! view per consumer queue. It lives here because it must know which job storage is in use.
 
 use apalis_board::axum::framework::{ApiBuilder, RegisterRoute};
-use apalis_sqlite::{Config, SqliteStorage};
+use apalis_postgres::PostgresStorage;
+use apalis_sqlite::SqliteStorage;
 use axum::Router;
-use sqlx::SqlitePool;
 
-use crate::events::QueuedMessage;
+use crate::{db::Db, events::QueuedMessage};
 
-pub fn board_api(pool: &SqlitePool, queues: &[&'static str]) -> Router {
+pub fn board_api(pool: &Db, queues: &[&'static str]) -> Router {
     let mut board = ApiBuilder::new(Router::new());
     for queue in queues {
-        let storage =
-            SqliteStorage::<QueuedMessage>::new(pool).with_config(Config::default().queue(*queue));
-        board = board.register(queue, storage);
+        board = match pool {
+            Db::Sqlite(pool) => board.register(
+                queue,
+                SqliteStorage::<QueuedMessage>::new(pool)
+                    .with_config(apalis_sqlite::Config::default().queue(*queue)),
+            ),
+            Db::Postgres(pool) => board.register(
+                queue,
+                PostgresStorage::<QueuedMessage>::new(pool)
+                    .with_config(apalis_postgres::Config::default().queue(*queue)),
+            ),
+        };
     }
     board.build()
 }

@@ -2,14 +2,13 @@
 //! jobs, retention. The `jobs` CLI, the admin listener, `/metrics` and the page's queue panel
 //! read the queue through these; they work on the database directly, no server needed.
 
-use sqlx::SqlitePool;
+use crate::{
+    db::Db,
+    queue::state::{Job, JobRow, JobState, JobTable},
+};
 
-use crate::queue::state::{Job, JobRow, JobState, SELECT_JOBS};
-
-/// Failed for good: attempts exhausted, or aborted.
 const FAILED: &str = JobState::Failed.sql_condition();
 
-/// Counts per queue and public status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct QueueStats {
     pub queue: String,
@@ -18,19 +17,19 @@ pub struct QueueStats {
     pub retrying: i64,
     pub done: i64,
     pub failed: i64,
-    /// Unix seconds of the oldest job waiting to run (pending or retrying).
     pub oldest_waiting_run_at: Option<i64>,
 }
 
-pub async fn stats(pool: &SqlitePool) -> Result<Vec<QueueStats>, sqlx::Error> {
+pub async fn stats(pool: &Db) -> Result<Vec<QueueStats>, sqlx::Error> {
     use JobState::*;
+    let jobs = JobTable::of(pool.backend());
     let sql = format!(
         "SELECT job_type AS queue,
-                COALESCE(SUM({}), 0) AS pending, COALESCE(SUM({}), 0) AS running,
-                COALESCE(SUM({}), 0) AS retrying, COALESCE(SUM({}), 0) AS done,
-                COALESCE(SUM({}), 0) AS failed,
-                MIN(CASE WHEN {} OR {} THEN run_at END) AS oldest_waiting_run_at
-         FROM Jobs GROUP BY job_type ORDER BY job_type",
+                COUNT(*) FILTER (WHERE {}) AS pending, COUNT(*) FILTER (WHERE {}) AS running,
+                COUNT(*) FILTER (WHERE {}) AS retrying, COUNT(*) FILTER (WHERE {}) AS done,
+                COUNT(*) FILTER (WHERE {}) AS failed,
+                MIN(CASE WHEN {} OR {} THEN {} END) AS oldest_waiting_run_at
+         FROM {} GROUP BY job_type ORDER BY job_type",
         Pending.sql_condition(),
         Running.sql_condition(),
         Retrying.sql_condition(),
@@ -38,14 +37,13 @@ pub async fn stats(pool: &SqlitePool) -> Result<Vec<QueueStats>, sqlx::Error> {
         Failed.sql_condition(),
         Pending.sql_condition(),
         Retrying.sql_condition(),
+        jobs.run_at,
+        jobs.table,
     );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .fetch_all(pool)
-        .await
+    crate::with_db!(pool, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await)
 }
 
 impl QueueStats {
-    /// The count of one state.
     pub fn count(&self, state: JobState) -> i64 {
         match state {
             JobState::Pending => self.pending,
@@ -57,19 +55,13 @@ impl QueueStats {
     }
 }
 
-/// Latest jobs first (ids are ULIDs: time-ordered), optionally of one state.
-pub async fn list(
-    pool: &SqlitePool,
-    state: Option<JobState>,
-    limit: i64,
-) -> Result<Vec<Job>, sqlx::Error> {
-    let filter = state.map_or("1", JobState::sql_condition);
-    let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT_JOBS} WHERE {filter} ORDER BY id DESC LIMIT ?1"
-    )))
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
+pub async fn list(pool: &Db, state: Option<JobState>, limit: i64) -> Result<Vec<Job>, sqlx::Error> {
+    let filter = state.map_or("TRUE", JobState::sql_condition);
+    let select = JobTable::of(pool.backend()).select;
+    let sql = format!("{select} WHERE {filter} ORDER BY id DESC LIMIT $1");
+    let rows: Vec<JobRow> = crate::with_db!(pool, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(pool).await?
+    });
     Ok(rows.into_iter().map(Job::from).collect())
 }
 
@@ -83,18 +75,23 @@ pub enum RetryError {
     Database(#[from] sqlx::Error),
 }
 
-/// Puts a failed job back in the queue with a fresh attempt budget (its last error stays
-/// visible until the next attempt).
-pub async fn retry(pool: &SqlitePool, id: &str) -> Result<(), RetryError> {
-    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE Jobs SET status = 'Pending', attempts = 0, run_at = strftime('%s', 'now'),
+/// Back to the queue, due now, with its attempts reset.
+fn requeue_failed(pool: &Db, which: &str) -> String {
+    let jobs = JobTable::of(pool.backend());
+    format!(
+        "UPDATE {} SET status = 'Pending', attempts = 0, run_at = {},
                 lock_by = NULL, lock_at = NULL, done_at = NULL
-         WHERE id = ?1 AND {FAILED}"
-    )))
-    .bind(id)
-    .execute(pool)
-    .await?;
-    if done.rows_affected() == 1 {
+         WHERE {which} AND {FAILED}",
+        jobs.table, jobs.now
+    )
+}
+
+pub async fn retry(pool: &Db, id: &str) -> Result<(), RetryError> {
+    let sql = requeue_failed(pool, "id = $1");
+    let done = crate::with_db!(pool, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(pool).await?.rows_affected()
+    });
+    if done == 1 {
         return Ok(());
     }
     match crate::queue::state::find_job(pool, id).await? {
@@ -106,28 +103,24 @@ pub async fn retry(pool: &SqlitePool, id: &str) -> Result<(), RetryError> {
     }
 }
 
-/// Retries every failed job; returns how many.
-pub async fn retry_all_failed(pool: &SqlitePool) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE Jobs SET status = 'Pending', attempts = 0, run_at = strftime('%s', 'now'),
-                lock_by = NULL, lock_at = NULL, done_at = NULL
-         WHERE {FAILED}"
-    )))
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+pub async fn retry_all_failed(pool: &Db) -> Result<u64, sqlx::Error> {
+    let sql = requeue_failed(pool, "TRUE");
+    Ok(crate::with_db!(pool, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await?.rows_affected()
+    }))
 }
 
-/// Retention: deletes jobs finished (`done`) more than `older_than_secs` ago; returns how many.
-/// (apalis-sqlite's own vacuum compares an integer column with a date string and deletes fresh
-/// jobs; this does not.)
-pub async fn purge_done(pool: &SqlitePool, older_than_secs: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM Jobs WHERE status = 'Done' AND done_at IS NOT NULL
-           AND done_at < CAST(strftime('%s', 'now') AS INTEGER) - ?1",
-    )
-    .bind(older_than_secs)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+pub async fn purge_done(pool: &Db, older_than_secs: i64) -> Result<u64, sqlx::Error> {
+    let jobs = JobTable::of(pool.backend());
+    let sql = format!(
+        "DELETE FROM {} WHERE status = 'Done' AND done_at IS NOT NULL AND done_at < {}",
+        jobs.table, jobs.seconds_ago
+    );
+    Ok(crate::with_db!(pool, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(older_than_secs)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    }))
 }

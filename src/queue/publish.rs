@@ -1,9 +1,9 @@
 //! Publishing an event: one job per consumer queue, written through the caller's transaction.
 
 use apalis::prelude::{MetadataStore, TaskBuilder, TaskId};
-use sqlx::SqliteConnection;
+use sqlx::Connection;
 
-use crate::events::Envelope;
+use crate::{db::DbConn, events::Envelope};
 
 /// Metadata key of the id of the HTTP request that published an event: the worker's log lines
 /// name the request that caused the job, so one registration can be followed from HTTP to SMTP.
@@ -28,18 +28,17 @@ impl Published {
 
 /// Writes one job per queue through the caller's transaction: the caller's rows and every
 /// consumer's job commit together, or none does. Idempotency keys `{queue}:{key}` make a second
-/// publish for the same subject a no-op.
+/// publish for the same subject a no-op, on both databases.
 #[tracing::instrument(skip(conn, event, queues), fields(event_id = %event.id))]
 pub async fn publish<P: serde::Serialize>(
-    conn: &mut SqliteConnection,
+    mut conn: DbConn<'_>,
     event: &Envelope<P>,
     idempotency_key: &str,
     queues: &[&'static str],
     max_attempts: u32,
     request_id: Option<&str>,
-) -> Result<Published, apalis_sqlite::Error> {
-    let args = serde_json::to_vec(event)
-        .map_err(|e| apalis_sqlite::Error::from(sqlx::Error::Encode(Box::new(e))))?;
+) -> Result<Published, PublishError> {
+    let args = serde_json::to_vec(event).map_err(|e| PublishError(e.to_string()))?;
     let mut jobs = Vec::with_capacity(queues.len());
     for &queue in queues {
         let job_id = ulid::Ulid::generate().to_string();
@@ -51,9 +50,16 @@ pub async fn publish<P: serde::Serialize>(
             .with_metadata(metadata)
             .task_id(TaskId::from_string(job_id.clone()))
             .max_attempts(max_attempts as usize)
-            .idempotency_key(format!("{queue}:{idempotency_key}"))
-            .build();
-        apalis_sqlite::queries::push_tasks(&mut *conn, queue, &[task]).await?;
+            .idempotency_key(format!("{queue}:{idempotency_key}"));
+        match conn.reborrow() {
+            // apalis-sqlite inserts with ON CONFLICT DO NOTHING: a duplicate key adds nothing.
+            DbConn::Sqlite(conn) => {
+                apalis_sqlite::queries::push_tasks(&mut *conn, queue, &[task.build()])
+                    .await
+                    .map_err(|e| PublishError(e.to_string()))?
+            }
+            DbConn::Postgres(conn) => push_postgres(conn, queue, task).await?,
+        }
         jobs.push((queue, job_id));
     }
     Ok(Published {
@@ -61,3 +67,51 @@ pub async fn publish<P: serde::Serialize>(
         jobs,
     })
 }
+
+/// apalis-postgres' insert has no `ON CONFLICT`: a duplicate idempotency key raises a unique
+/// violation, which would abort the caller's whole transaction (the user row with it). The push
+/// runs inside a savepoint, and a duplicate only rolls the savepoint back: a clean no-op, as on
+/// SQLite.
+async fn push_postgres(
+    conn: &mut sqlx::PgConnection,
+    queue: &str,
+    task: TaskBuilder<Vec<u8>>,
+) -> Result<(), PublishError> {
+    // Job rows carry `run_at` in whole seconds, and the insert trigger notifies the workers only
+    // when `run_at <= now()`, where now() is the *transaction's* start: a transaction that began
+    // in the previous second would write a job that notifies nobody (and waits for the polling
+    // fallback). One second back keeps every new job due, and notified, at once.
+    let due = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().saturating_sub(1));
+    let task = task.run_at_timestamp(due).build();
+    let mut savepoint = conn
+        .begin()
+        .await
+        .map_err(|e| PublishError(e.to_string()))?;
+    match apalis_postgres::queries::push_tasks(&mut *savepoint, queue, vec![task]).await {
+        Ok(()) => savepoint
+            .commit()
+            .await
+            .map_err(|e| PublishError(e.to_string())),
+        Err(apalis_postgres::Error::Database(sqlx::Error::Database(e)))
+            if e.is_unique_violation() =>
+        {
+            savepoint
+                .rollback()
+                .await
+                .map_err(|e| PublishError(e.to_string()))?;
+            tracing::debug!(
+                queue,
+                "job already published (same idempotency key); nothing added"
+            );
+            Ok(())
+        }
+        Err(e) => Err(PublishError(e.to_string())),
+    }
+}
+
+/// Writing the jobs failed (the caller's transaction should roll back).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the jobs: {0}")]
+pub struct PublishError(String);

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use crate::db::Db;
 use tokio_util::sync::CancellationToken;
 
 const EVERY: Duration = Duration::from_secs(600);
 
 /// Runs until `stop` is cancelled.
-pub async fn purge_finished_jobs(pool: SqlitePool, retention: Duration, stop: CancellationToken) {
+pub async fn purge_finished_jobs(pool: Db, retention: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(EVERY);
     let secs = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
     loop {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::{db::Db, queue::state::JobTable};
 use rand::Rng;
-use sqlx::SqlitePool;
 
 /// Exponential backoff with jitter: `base * 2^(attempt-1)`, capped, then scaled by 50-100 %.
 #[derive(Debug, Clone, Copy)]
@@ -26,17 +26,21 @@ impl RetrySchedule {
 /// The storage re-fetches a failed job as soon as its `run_at` has passed, and its acknowledgement
 /// leaves `run_at` alone: moving `run_at` before returning the error is the backoff. It is
 /// durable (a restart keeps the schedule) and visible in the job row.
-pub async fn schedule_retry(
-    pool: &SqlitePool,
-    job_id: &str,
-    delay: Duration,
-) -> Result<(), sqlx::Error> {
+pub async fn schedule_retry(pool: &Db, job_id: &str, delay: Duration) -> Result<(), sqlx::Error> {
     let delay_secs = delay.as_secs_f64().ceil() as i64;
-    sqlx::query("UPDATE Jobs SET run_at = strftime('%s', 'now') + ?1 WHERE id = ?2")
-        .bind(delay_secs)
-        .bind(job_id)
-        .execute(pool)
-        .await?;
+    let jobs = JobTable::of(pool.backend());
+    let sql = format!(
+        "UPDATE {} SET run_at = {} WHERE id = $2",
+        jobs.table,
+        (jobs.in_seconds)("$1")
+    );
+    crate::with_db!(pool, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(delay_secs)
+            .bind(job_id)
+            .execute(pool)
+            .await?;
+    });
     Ok(())
 }
 

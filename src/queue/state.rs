@@ -1,8 +1,8 @@
 //! A job's state as the API, the live streams, the `jobs` CLI and the metrics report it, and the
 //! one mapping from the job table's rows to it.
 
+use crate::db::{Backend, Db};
 use serde::Serialize;
-use sqlx::SqlitePool;
 
 /// The five public states. apalis stores six (`Pending`, `Queued`, `Running`, `Done`, `Failed`,
 /// `Killed`) plus attempts; a job back in the queue after a failure is `retrying`, not `pending`.
@@ -123,8 +123,55 @@ pub(crate) struct JobRow {
     last_result: Option<String>,
 }
 
-pub(crate) const SELECT_JOBS: &str =
-    "SELECT id, job_type, status, attempts, max_attempts, run_at, done_at, last_result FROM Jobs";
+/// The job table and its columns in the shape [`JobRow`] reads, per backend: apalis-sqlite keeps
+/// times as Unix seconds and counts as integers; apalis-postgres keeps timestamptz, int4 and
+/// jsonb, converted here so every query above this line is shared.
+pub(crate) struct JobTable {
+    /// The table's name.
+    pub table: &'static str,
+    /// `SELECT ... FROM <table>`, in [`JobRow`]'s shape.
+    pub select: &'static str,
+    /// `run_at` as Unix seconds.
+    pub run_at: &'static str,
+    /// "Now" in the type of `run_at`/`done_at`.
+    pub now: &'static str,
+    /// "Now minus $1 seconds" in the type of `done_at`.
+    pub seconds_ago: &'static str,
+    /// `$N seconds from now` in the type of `run_at`, with the placeholder named by the caller.
+    pub in_seconds: fn(&str) -> String,
+}
+
+impl JobTable {
+    pub(crate) fn of(backend: Backend) -> &'static JobTable {
+        match backend {
+            Backend::Sqlite => &SQLITE_JOBS,
+            Backend::Postgres => &POSTGRES_JOBS,
+        }
+    }
+}
+
+static SQLITE_JOBS: JobTable = JobTable {
+    table: "Jobs",
+    select: "SELECT id, job_type, status, attempts, max_attempts, run_at, done_at, last_result FROM Jobs",
+    run_at: "run_at",
+    now: "strftime('%s', 'now')",
+    seconds_ago: "CAST(strftime('%s', 'now') AS INTEGER) - $1",
+    in_seconds: |p| format!("strftime('%s', 'now') + {p}"),
+};
+
+static POSTGRES_JOBS: JobTable = JobTable {
+    table: "apalis.jobs",
+    select: "SELECT id, job_type, status, attempts::BIGINT AS attempts,
+                    max_attempts::BIGINT AS max_attempts,
+                    EXTRACT(EPOCH FROM run_at)::BIGINT AS run_at,
+                    EXTRACT(EPOCH FROM done_at)::BIGINT AS done_at,
+                    last_result::TEXT AS last_result
+             FROM apalis.jobs",
+    run_at: "EXTRACT(EPOCH FROM run_at)::BIGINT",
+    now: "now()",
+    seconds_ago: "now() - make_interval(secs => $1)",
+    in_seconds: |p| format!("now() + make_interval(secs => {p})"),
+};
 
 impl From<JobRow> for Job {
     fn from(row: JobRow) -> Self {
@@ -146,12 +193,12 @@ impl From<JobRow> for Job {
 }
 
 #[tracing::instrument(skip(pool))]
-pub async fn find_job(pool: &SqlitePool, id: &str) -> Result<Option<Job>, sqlx::Error> {
-    let row: Option<JobRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_JOBS} WHERE id = ?1")))
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
+pub async fn find_job(pool: &Db, id: &str) -> Result<Option<Job>, sqlx::Error> {
+    let select = JobTable::of(pool.backend()).select;
+    let sql = format!("{select} WHERE id = $1");
+    let row: Option<JobRow> = crate::with_db!(pool, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await?
+    });
     Ok(row.map(Job::from))
 }
 

@@ -31,3 +31,119 @@ impl Wakeup {
         }
     }
 }
+
+/// How often a SQLite worker process asks whether another process wrote to the database.
+/// `PRAGMA data_version` is answered from the connection's memory (no I/O, no lock): about
+/// 20 µs of one core, so 2 ms costs about 1 % of a core while idle, and brings the pickup of a job
+/// written by a separate `web` process from ~50 ms (polling) down to a few milliseconds.
+pub const SQLITE_WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Wakes this process's workers when another process commits a job, until `stop`:
+/// - PostgreSQL: LISTEN on the channel apalis-postgres' insert trigger notifies
+///   (`apalis::job::insert`), one connection per process, reconnecting with backoff when the
+///   server goes away (and waking the workers once after reconnecting, for what was missed);
+/// - SQLite: `PRAGMA data_version` on one connection, which changes whenever another connection
+///   (of any process) commits.
+///
+/// Polling (`POLL_INTERVAL`) stays as the fallback, and is what finds retries scheduled for later.
+pub async fn watch_other_processes(
+    db: crate::db::Db,
+    wakeup: Wakeup,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    match db {
+        crate::db::Db::Postgres(pool) => {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = listen_postgres(pool, wakeup) => {}
+            }
+        }
+        crate::db::Db::Sqlite(pool) => {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = watch_sqlite(pool, wakeup) => {}
+            }
+        }
+    }
+}
+
+const INSERT_CHANNEL: &str = "apalis::job::insert";
+
+async fn listen_postgres(pool: sqlx::PgPool, wakeup: Wakeup) {
+    use std::time::Duration;
+    let mut backoff = Duration::from_millis(100);
+    let mut connected_before = false;
+    loop {
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(INSERT_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        let mut listener = match listener {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot LISTEN for new jobs; polling meanwhile");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if connected_before {
+            tracing::info!("listening for new jobs again");
+            wakeup.notify();
+        }
+        connected_before = true;
+        backoff = Duration::from_millis(100);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => wakeup.notify(),
+                // The connection was lost; the next try_recv reconnects and listens again.
+                Ok(None) => {
+                    tracing::warn!("lost the LISTEN connection; reconnecting");
+                    wakeup.notify();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+async fn watch_sqlite(pool: sqlx::SqlitePool, wakeup: Wakeup) {
+    let mut tick = tokio::time::interval(SQLITE_WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // One connection for good: data_version is per connection.
+        let mut conn = match pool.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the database for other processes' jobs; polling only");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut last: Option<i64> = None;
+        loop {
+            tick.tick().await;
+            match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+                .fetch_one(&mut *conn)
+                .await
+            {
+                Ok(version) => {
+                    if last.is_some_and(|last| last != version) {
+                        wakeup.notify();
+                    }
+                    last = Some(version);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "PRAGMA data_version failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}

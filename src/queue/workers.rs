@@ -5,11 +5,12 @@
 use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::*;
-use apalis_sqlite::{Config, SqliteStorage};
-use sqlx::SqlitePool;
+use apalis_postgres::PostgresStorage;
+use apalis_sqlite::SqliteStorage;
 
 use crate::{
     consumers::{Consumer, ConsumerError, JobInfo},
+    db::Db,
     events::QueuedMessage,
     queue::{
         publish::REQUEST_ID,
@@ -47,7 +48,7 @@ pub fn worker_name(queue: &str) -> String {
 #[derive(Clone)]
 struct Runtime {
     consumer: Arc<dyn Consumer>,
-    pool: SqlitePool,
+    pool: Db,
     retry: RetrySchedule,
     max_attempts: u32,
 }
@@ -133,10 +134,11 @@ fn restart_unless_looping(worker: &WorkerContext, error: &WorkerError) -> bool {
     true
 }
 
-/// One worker per consumer, all woken by the same enqueue signal.
+/// One worker per consumer, all woken by the same signal: this process's enqueues, and other
+/// processes' (PostgreSQL's LISTEN/NOTIFY, SQLite's `data_version`; see `wakeup`).
 pub fn run_workers(
     consumers: &[Arc<dyn Consumer>],
-    pool: &SqlitePool,
+    pool: &Db,
     wakeup: &Wakeup,
     settings: &PoolSettings,
 ) -> WorkerPool {
@@ -172,7 +174,7 @@ impl WorkerPool {
 fn register_workers(
     mut monitor: Monitor,
     consumers: &[Arc<dyn Consumer>],
-    pool: &SqlitePool,
+    pool: &Db,
     wakeup: &Wakeup,
     settings: &PoolSettings,
 ) -> Monitor {
@@ -186,26 +188,58 @@ fn register_workers(
         };
         let wakeup = wakeup.clone();
         let settings = settings.clone();
-        monitor = monitor.register(move |_| {
-            let queue = runtime.consumer.name();
-            let config = Config::default()
-                .queue(queue)
-                // Fetch ahead of the concurrency limit so a freed slot finds its next job waiting.
-                .batch_size(settings.concurrency * 4)
-                .heartbeat_interval(settings.heartbeat);
-            let strategy = Strategy::new()
-                .stream(wakeup.subscribe())
-                .interval(settings.poll_interval);
-            let backend = SqliteStorage::<QueuedMessage>::new(&runtime.pool)
-                .with_config(config)
-                .poll_with_strategy(strategy);
-            WorkerBuilder::new(worker_name(queue))
-                .backend(backend)
-                .data(runtime.clone())
-                .catch_panic()
-                .concurrency(settings.concurrency)
-                .build(run_consumer)
-        });
+        // Fetch ahead of the concurrency limit so a freed slot finds its next job waiting.
+        let batch_size = settings.concurrency * 4;
+        monitor = match pool {
+            Db::Sqlite(pool) => {
+                let pool = pool.clone();
+                monitor.register(move |_| {
+                    let queue = runtime.consumer.name();
+                    let config = apalis_sqlite::Config::default()
+                        .queue(queue)
+                        .batch_size(batch_size)
+                        .heartbeat_interval(settings.heartbeat);
+                    let strategy = Strategy::new()
+                        .stream(wakeup.subscribe())
+                        .interval(settings.poll_interval);
+                    let backend = SqliteStorage::<QueuedMessage>::new(&pool)
+                        .with_config(config)
+                        .poll_with_strategy(strategy);
+                    WorkerBuilder::new(worker_name(queue))
+                        .backend(backend)
+                        .data(runtime.clone())
+                        .catch_panic()
+                        .concurrency(settings.concurrency)
+                        .build(run_consumer)
+                })
+            }
+            Db::Postgres(pool) => {
+                let pool = pool.clone();
+                monitor.register(move |_| {
+                    let queue = runtime.consumer.name();
+                    let config = apalis_postgres::Config::default()
+                        .queue(queue)
+                        .batch_size(batch_size)
+                        .heartbeat_interval(settings.heartbeat)
+                        // As on SQLite: a worker that missed two heartbeats is dead, and its
+                        // jobs go back to the queue (apalis-postgres' own default is ten).
+                        .missed_heartbeats(2);
+                    let strategy = Strategy::new()
+                        .stream(wakeup.subscribe())
+                        .interval(settings.poll_interval);
+                    let backend = PollWith::new(
+                        PostgresStorage::<QueuedMessage>::new(&pool).with_config(config),
+                        strategy,
+                    );
+                    WorkerBuilder::new(worker_name(queue))
+                        .backend(backend)
+                        .data(runtime.clone())
+                        .catch_panic()
+                        .concurrency(settings.concurrency)
+                        .build(run_consumer)
+                })
+            }
+        };
     }
     monitor
 }

@@ -40,6 +40,8 @@ pub enum AppError {
     TooManyStreams(usize),
     #[error("the server is busy; try again in a moment")]
     Busy,
+    #[error("the database is not answering; try again in a moment")]
+    DatabaseUnavailable(#[source] anyhow::Error),
     #[error("no such {0}")]
     NotFound(&'static str),
     #[error("method not allowed")]
@@ -73,21 +75,36 @@ impl From<crate::signup::SignupError> for AppError {
                 step,
                 reason,
             },
-            SignupError::Internal(e) => AppError::Internal(e),
+            SignupError::Internal(e) => AppError::internal(e),
         }
     }
 }
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        AppError::Internal(e.into())
+        AppError::internal(e.into())
+    }
+}
+
+impl AppError {
+    /// A 500, or a 503 when the cause is a database that cannot be reached (restarting, down,
+    /// no free connection within the pool's timeout): the client may try again.
+    pub fn internal(e: anyhow::Error) -> AppError {
+        if e.chain()
+            .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+            .any(crate::db::is_unavailable)
+        {
+            AppError::DatabaseUnavailable(e)
+        } else {
+            AppError::Internal(e)
+        }
     }
 }
 
 /// The body of every error: `{"error": {...}}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Stable, machine-readable: `malformed_body`, `unknown_field`, `invalid_field`, `email_taken`, `body_too_large`, `unsupported_media_type`, `rate_limited`, `too_many_streams`, `server_busy`, `mail_failed`, `not_found`, `method_not_allowed`, `internal`.
+    /// Stable, machine-readable: `malformed_body`, `unknown_field`, `invalid_field`, `email_taken`, `body_too_large`, `unsupported_media_type`, `rate_limited`, `too_many_streams`, `server_busy`, `database_unavailable`, `mail_failed`, `not_found`, `method_not_allowed`, `internal`.
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
@@ -104,7 +121,7 @@ impl AppError {
             AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::MailFailed { .. } => StatusCode::BAD_GATEWAY,
             AppError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Busy | AppError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -123,6 +140,7 @@ impl AppError {
             AppError::MailFailed { .. } => ("mail_failed", None),
             AppError::TooManyStreams(_) => ("too_many_streams", None),
             AppError::Busy => ("server_busy", None),
+            AppError::DatabaseUnavailable(_) => ("database_unavailable", None),
             AppError::NotFound(_) => ("not_found", None),
             AppError::MethodNotAllowed => ("method_not_allowed", None),
             AppError::Internal(_) => ("internal", None),
@@ -142,6 +160,9 @@ impl AppError {
     fn log(&self) {
         match self {
             AppError::Internal(e) => tracing::error!(error = ?e, "request failed"),
+            AppError::DatabaseUnavailable(e) => {
+                tracing::error!(error = %e, "request failed: the database is not answering")
+            }
             AppError::MailFailed {
                 user_id,
                 step,
@@ -165,6 +186,7 @@ impl IntoResponse for AppError {
         let retry_after = match self {
             AppError::RateLimited(seconds) => Some(seconds),
             AppError::TooManyStreams(_) | AppError::Busy => Some(5),
+            AppError::DatabaseUnavailable(_) => Some(2),
             _ => None,
         };
         if let Some(seconds) = retry_after

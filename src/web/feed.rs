@@ -11,8 +11,8 @@ use std::{
     time::Duration,
 };
 
+use crate::db::Db;
 use serde::Serialize;
-use sqlx::SqlitePool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -46,7 +46,7 @@ pub struct QueueSnapshot {
 
 /// Reads the welcome queue's counts and the mail server's state once.
 pub async fn queue_snapshot(
-    pool: &SqlitePool,
+    pool: &Db,
     probe: &MailServerProbe,
 ) -> Result<QueueSnapshot, sqlx::Error> {
     let stats = inspect::stats(pool)
@@ -67,7 +67,7 @@ pub async fn queue_snapshot(
 /// One snapshot for every queue stream.
 #[derive(Clone)]
 pub struct QueueFeed {
-    pool: SqlitePool,
+    pool: Db,
     probe: MailServerProbe,
     shutdown: CancellationToken,
     snapshot: watch::Sender<Option<QueueSnapshot>>,
@@ -75,7 +75,7 @@ pub struct QueueFeed {
 }
 
 impl QueueFeed {
-    pub fn new(pool: SqlitePool, probe: MailServerProbe, shutdown: CancellationToken) -> Self {
+    pub fn new(pool: Db, probe: MailServerProbe, shutdown: CancellationToken) -> Self {
         QueueFeed {
             pool,
             probe,

@@ -38,8 +38,8 @@ async fn health(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    match sqlx::query("SELECT 1").execute(&state.pool).await {
-        Ok(_) => Json(serde_json::json!({"status": "ok"})).into_response(),
+    match state.pool.ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: database does not answer");
             (

@@ -15,11 +15,11 @@ pub mod server;
 
 use std::time::Duration;
 
+use crate::db::Db;
 use axum::{
     Router,
     http::{HeaderName, HeaderValue, Request, header},
 };
-use sqlx::SqlitePool;
 use tower_http::{
     compression::CompressionLayer,
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
@@ -36,7 +36,7 @@ pub struct AppState {
     /// The registration use case.
     pub signup: Signup,
     /// For job status, the queue panel and `/health`.
-    pub pool: SqlitePool,
+    pub pool: Db,
     /// The database file as opened, for `/health` (`None`: in memory).
     pub db_file: Option<crate::db::DbFile>,
     /// "Is the mail server up?", shared by every visitor.

@@ -243,7 +243,7 @@ async fn a_hundred_registrations_reach_the_exchange_as_valid_persistent_envelope
     wait_for_relay_jobs_done(&app, 100).await;
     // The audit log holds the same ids: the relay published the event registration wrote.
     let audited: Vec<String> = sqlx::query_scalar("SELECT event_id FROM audit_events")
-        .fetch_all(&app.pool)
+        .fetch_all(app.sqlite())
         .await
         .expect("audit rows");
     assert_eq!(audited.into_iter().collect::<HashSet<_>>(), ids);
@@ -364,7 +364,7 @@ async fn an_unreachable_broker_delays_the_relay_and_never_the_registration() {
     let response = app.register("/register/async", "outage@example.com").await;
     assert_eq!(response.status(), 201);
     let relay_job: String = sqlx::query_scalar("SELECT id FROM Jobs WHERE job_type = 'amqp_relay'")
-        .fetch_one(&app.pool)
+        .fetch_one(app.sqlite())
         .await
         .expect("a relay job was written with the user");
     let job = app
@@ -379,7 +379,7 @@ async fn an_unreachable_broker_delays_the_relay_and_never_the_registration() {
     // The other consumers do not wait for the broker.
     let welcome: String =
         sqlx::query_scalar("SELECT id FROM Jobs WHERE job_type = 'welcome_email'")
-            .fetch_one(&app.pool)
+            .fetch_one(app.sqlite())
             .await
             .expect("welcome job");
     app.wait_for_job(&welcome, "done", Duration::from_secs(10))
@@ -397,7 +397,7 @@ async fn without_an_amqp_url_there_is_no_relay() {
         201
     );
     let queues: Vec<String> = sqlx::query_scalar("SELECT job_type FROM Jobs ORDER BY job_type")
-        .fetch_all(&app.pool)
+        .fetch_all(app.sqlite())
         .await
         .expect("jobs");
     assert_eq!(queues, ["audit_log", "signup_coupon", "welcome_email"]);
@@ -503,7 +503,7 @@ async fn events_written_while_the_broker_is_unreachable_arrive_once_it_is_back()
     let error: String = sqlx::query_scalar(
         "SELECT last_result FROM Jobs WHERE job_type = 'amqp_relay' AND status != 'Done' LIMIT 1",
     )
-    .fetch_one(&app.pool)
+    .fetch_one(app.sqlite())
     .await
     .expect("a failed relay job");
     assert!(

@@ -305,7 +305,7 @@ async fn names_with_sql_or_html_are_stored_literally_and_escaped_on_output() {
         "a name may hold quotes and brackets"
     );
     let stored: String = sqlx::query_scalar("SELECT name FROM users")
-        .fetch_one(&app.pool)
+        .fetch_one(app.sqlite())
         .await
         .expect("row");
     assert_eq!(stored, name);

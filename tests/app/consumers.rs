@@ -20,7 +20,7 @@ async fn job_ids(app: &TestApp, user_id: i64) -> Vec<(String, String)> {
         "SELECT job_type, id FROM Jobs WHERE idempotency_key LIKE '%:' || ?1 ORDER BY job_type",
     )
     .bind(user_id)
-    .fetch_all(&app.pool)
+    .fetch_all(app.sqlite())
     .await
     .expect("jobs")
 }
@@ -50,7 +50,7 @@ async fn every_consumer_runs_once_per_registration() {
         .expect("coupon mail");
     let code: String = sqlx::query_scalar("SELECT code FROM coupons WHERE user_id = ?1")
         .bind(user_id)
-        .fetch_one(&app.pool)
+        .fetch_one(app.sqlite())
         .await
         .expect("coupon row");
     assert!(
@@ -59,14 +59,14 @@ async fn every_consumer_runs_once_per_registration() {
     );
     assert!(mails.iter().any(|m| m.subject == "Welcome to Signup Queue"));
     let audit: (String, i64) = sqlx::query_as("SELECT event_type, user_id FROM audit_events")
-        .fetch_one(&app.pool)
+        .fetch_one(app.sqlite())
         .await
         .expect("audit row");
     assert_eq!(audit, ("user_registered".to_owned(), user_id));
 
     // Every job runs again, as after a crash: nothing is sent or written twice.
     sqlx::query("UPDATE Jobs SET status = 'Pending', lock_by = NULL, done_at = NULL")
-        .execute(&app.pool)
+        .execute(app.sqlite())
         .await
         .expect("requeue");
     for (_, id) in &jobs {
@@ -89,7 +89,7 @@ async fn a_failing_consumer_holds_up_neither_the_others_nor_the_registration() {
     let app = app().spawn().await;
     let inbox = app.inbox.clone().expect("inbox");
     sqlx::query("CREATE TRIGGER coupons_broken BEFORE INSERT ON coupons BEGIN SELECT RAISE(ABORT, 'coupon service down'); END")
-        .execute(&app.pool)
+        .execute(app.sqlite())
         .await
         .expect("break the coupon consumer");
 
@@ -181,8 +181,8 @@ async fn push_raw(app: &TestApp, queue: &str, message: serde_json::Value) -> Str
         .task_id(apalis::prelude::TaskId::from_string(id.clone()))
         .max_attempts(3)
         .build();
-    let mut conn = app.pool.acquire().await.expect("connection");
-    apalis_sqlite::queries::push_tasks(&mut conn, queue, &[task])
+    let mut conn = app.sqlite().acquire().await.expect("connection");
+    apalis_sqlite::queries::push_tasks(&mut *conn, queue, &[task])
         .await
         .expect("push");
     id
@@ -193,7 +193,7 @@ async fn an_unknown_version_fails_its_job_with_a_clear_error_and_the_legacy_shap
     let app = app().spawn().await;
     let inbox = app.inbox.clone().expect("inbox");
     sqlx::query("INSERT INTO users (id, email, email_key, password_hash) VALUES (42, 'old@example.com', 'old@example.com', 'x')")
-        .execute(&app.pool)
+        .execute(app.sqlite())
         .await
         .expect("a user from before events");
 

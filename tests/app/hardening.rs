@@ -405,7 +405,7 @@ async fn an_international_domain_and_its_punycode_are_one_account() {
     let second = app.register("/register", "ida@xn--exmple-cua.com").await;
     assert_eq!(second.status(), 409);
     let stored: String = sqlx::query_scalar("SELECT email FROM users")
-        .fetch_one(&app.pool)
+        .fetch_one(app.sqlite())
         .await
         .expect("row");
     assert_eq!(stored, "ida@xn--exmple-cua.com");

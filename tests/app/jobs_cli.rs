@@ -114,14 +114,14 @@ async fn failed_jobs_are_listed_retried_and_delivered_and_old_done_jobs_purged()
     let kept = jobs(&database_url, &["purge-done", "--older-than", "7d"]);
     assert!(stdout(&kept).contains("deleted 0"), "{}", stdout(&kept));
     sqlx::query("UPDATE Jobs SET done_at = done_at - 8 * 86400")
-        .execute(&app.pool)
+        .execute(app.sqlite())
         .await
         .expect("age the job");
     let purged = jobs(&database_url, &["purge-done", "--older-than", "7d"]);
     // Welcome (retried) and audit are done; the coupon job failed too and was not retried.
     assert!(stdout(&purged).contains("deleted 2"), "{}", stdout(&purged));
     let left: Vec<(String, String)> = sqlx::query_as("SELECT job_type, status FROM Jobs")
-        .fetch_all(&app.pool)
+        .fetch_all(app.sqlite())
         .await
         .expect("jobs");
     assert_eq!(
@@ -155,7 +155,7 @@ async fn sql_status_conditions_agree_with_the_api_mapping() {
             .bind(*status)
             .bind(*attempts)
             .bind(*max)
-            .execute(&pool)
+            .execute(pool.sqlite().expect("sqlite"))
             .await
             .expect("insert");
     }

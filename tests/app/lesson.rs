@@ -82,14 +82,14 @@ async fn the_sync_path_does_the_same_work_as_the_async_path_only_earlier() {
         let user_id = body["user_id"].as_i64().expect("user id");
         let audit: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE user_id = ?1 AND event_type = 'user_registered'")
             .bind(user_id)
-            .fetch_one(&app.pool)
+            .fetch_one(app.sqlite())
             .await
             .expect("audit");
         assert_eq!(audit, 1, "{path}: one audit row");
         let coupon: (String, bool) =
             sqlx::query_as("SELECT code, mailed_at IS NOT NULL FROM coupons WHERE user_id = ?1")
                 .bind(user_id)
-                .fetch_one(&app.pool)
+                .fetch_one(app.sqlite())
                 .await
                 .expect("a coupon");
         assert!(
@@ -99,7 +99,7 @@ async fn the_sync_path_does_the_same_work_as_the_async_path_only_earlier() {
         let mode: String =
             sqlx::query_scalar("SELECT mode FROM welcome_deliveries WHERE user_id = ?1")
                 .bind(user_id)
-                .fetch_one(&app.pool)
+                .fetch_one(app.sqlite())
                 .await
                 .expect("delivery");
         assert_eq!(mode, path);

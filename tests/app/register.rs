@@ -256,7 +256,7 @@ async fn a_delivered_job_run_again_sends_nothing() {
     // Put the finished job back in the queue, as a re-delivery after a crash would.
     sqlx::query("UPDATE Jobs SET status = 'Pending', lock_by = NULL, done_at = NULL WHERE id = ?1")
         .bind(&job_id)
-        .execute(&app.pool)
+        .execute(app.sqlite())
         .await
         .expect("requeue");
     let rerun = app.wait_for_job(&job_id, "done", MAIL_WAIT).await;
@@ -276,7 +276,7 @@ async fn a_delivered_job_run_again_sends_nothing() {
 async fn when_the_enqueue_fails_the_user_row_is_rolled_back() {
     let app = app().spawn().await;
     sqlx::query("CREATE TRIGGER refuse_jobs BEFORE INSERT ON Jobs BEGIN SELECT RAISE(ABORT, 'queue unavailable'); END")
-        .execute(&app.pool)
+        .execute(app.sqlite())
         .await
         .expect("trigger");
 

@@ -45,7 +45,7 @@ async fn passwords_are_stored_only_as_argon2id_and_never_appear_in_responses_or_
 
     let hash: String =
         sqlx::query_scalar("SELECT password_hash FROM users WHERE email_key = 'sec@example.com'")
-            .fetch_one(&app.pool)
+            .fetch_one(app.sqlite())
             .await
             .expect("row");
     assert!(

@@ -15,13 +15,13 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use serde_json::Value;
+use signup_queue::db::Db;
 use signup_queue::{
     Application, Role, Settings,
     config::AdminBind,
     consumers::Consumer,
     dev_inbox::{CaughtMail, DevInbox},
 };
-use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
 /// Consumers of `user_registered` (welcome email, audit log, signup coupon): jobs per queued
@@ -37,7 +37,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// The admin listener, when enabled.
     pub admin_addr: Option<SocketAddr>,
-    pub pool: SqlitePool,
+    pub pool: Db,
     /// The embedded development inbox, when no SMTP URL was given.
     pub inbox: Option<DevInbox>,
     pub client: reqwest::Client,
@@ -254,11 +254,19 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// The SQLite pool, for a test that only runs on SQLite (panics on PostgreSQL).
+    pub fn sqlite(&self) -> &sqlx::SqlitePool {
+        self.pool
+            .sqlite()
+            .expect("this test step runs on SQLite only")
+    }
+
+    /// A `SELECT COUNT(*) ...` that both databases accept (`$1`-style placeholders, if any).
     pub async fn count(&self, sql: &'static str) -> i64 {
-        sqlx::query_scalar::<_, i64>(sql)
-            .fetch_one(&self.pool)
+        signup_queue::with_db!(&self.pool, pool => sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(pool)
             .await
-            .expect("count query")
+            .expect("count query"))
     }
 
     pub async fn user_count(&self) -> i64 {
@@ -266,7 +274,22 @@ impl TestApp {
     }
 
     pub async fn job_count(&self) -> i64 {
-        self.count("SELECT COUNT(*) FROM Jobs").await
+        match self.pool.backend() {
+            signup_queue::db::Backend::Sqlite => self.count("SELECT COUNT(*) FROM Jobs").await,
+            signup_queue::db::Backend::Postgres => {
+                self.count("SELECT COUNT(*) FROM apalis.jobs").await
+            }
+        }
+    }
+
+    /// Jobs not `done` (any other state, `failed` included), of one queue or all.
+    pub async fn jobs_not_done(&self, queue: Option<&str>) -> Result<i64, sqlx::Error> {
+        Ok(signup_queue::queue::inspect::stats(&self.pool)
+            .await?
+            .iter()
+            .filter(|q| queue.is_none_or(|name| q.queue == name))
+            .map(|q| q.pending + q.running + q.retrying + q.failed)
+            .sum())
     }
 
     /// Waits until a job reaches `status` (as `GET /api/jobs/{id}` reports it).

@@ -75,7 +75,7 @@ impl DbView {
     }
 
     pub async fn stats(&self) -> anyhow::Result<Vec<QueueStats>> {
-        inspect::stats(&self.pool)
+        inspect::stats(&signup_queue::db::Db::Sqlite(self.pool.clone()))
             .await
             .context("cannot count the jobs")
     }

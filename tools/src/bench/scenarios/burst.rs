@@ -13,7 +13,7 @@ use std::{
 
 use futures::StreamExt;
 use serde::Serialize;
-use sqlx::SqlitePool;
+use signup_queue::db::Db;
 
 use signup_queue::config::HashCost;
 
@@ -165,15 +165,19 @@ async fn sample(
     accepted: Arc<AtomicUsize>,
     samples: Arc<Mutex<Vec<Sample>>>,
     sink: SmtpSink,
-    pool: SqlitePool,
+    pool: Db,
 ) {
     loop {
-        let depth: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM Jobs WHERE job_type = 'welcome_email' AND status != 'Done'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap_or(-1);
+        let depth: i64 = signup_queue::queue::inspect::stats(&pool)
+            .await
+            .map(|stats| {
+                stats
+                    .iter()
+                    .filter(|q| q.queue == "welcome_email")
+                    .map(|q| q.pending + q.running + q.retrying + q.failed)
+                    .sum()
+            })
+            .unwrap_or(-1);
         let delivered = sink
             .accepted()
             .iter()

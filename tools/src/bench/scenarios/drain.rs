@@ -58,7 +58,11 @@ async fn left_undone(pool: &SqlitePool) -> anyhow::Result<i64> {
 pub async fn run(plan: &Plan, workers: u16) -> anyhow::Result<Drain> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("drain.db").display());
-    let pool = signup_queue::db::connect_and_migrate(&url).await?;
+    let db = signup_queue::db::connect_and_migrate(&url).await?;
+    let pool = db
+        .sqlite()
+        .ok_or_else(|| anyhow::anyhow!("the drain scenario runs on SQLite"))?
+        .clone();
     let fill = bar(plan.finished + plan.backlog, "drain: filling the job table");
     push(&pool, plan.finished, &fill).await?;
     sqlx::query("UPDATE Jobs SET status = 'Done', attempts = 1, done_at = strftime('%s','now'), lock_by = NULL WHERE job_type = ?1")

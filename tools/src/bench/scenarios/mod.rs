@@ -13,14 +13,14 @@ pub mod transactions;
 
 use std::time::Duration;
 
+use signup_queue::db::Db;
 use signup_queue::{
     config::HashCost, consumers, consumers::Deps, mail::Mailer, queue::Wakeup, signup::Signup,
 };
-use sqlx::SqlitePool;
 
 /// The registration use case on `pool`, with the built-in consumers' queues, as the app builds
 /// it: the bench times the product's own transaction, never a copy of it.
-pub fn signup_on(pool: &SqlitePool, mailer: Mailer) -> Signup {
+pub fn signup_on(pool: &Db, mailer: Mailer) -> Signup {
     let inline = consumers::built_in(&Deps {
         pool: pool.clone(),
         mailer,

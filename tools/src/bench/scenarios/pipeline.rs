@@ -62,9 +62,7 @@ pub async fn run(
     let mut left = jobs;
     while left > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        left = sqlx::query_scalar("SELECT COUNT(*) FROM Jobs WHERE status != 'Done'")
-            .fetch_one(&app.pool)
-            .await?;
+        left = app.jobs_not_done(None).await?;
         progress.set_position((jobs - left).max(0) as u64);
     }
     let elapsed = started.elapsed();
@@ -115,16 +113,23 @@ async fn fill(url: &str, n: usize, smtp_url: &str) -> anyhow::Result<i64> {
             let email = Email::parse(&format!("pipe-{i}@bench.local"))
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             signup
-                .insert_and_publish(&mut tx, &email, None, "$argon2id$bench", None)
+                .insert_and_publish(tx.conn(), &email, None, "$argon2id$bench", None)
                 .await?;
         }
         tx.commit().await?;
         fill.inc(chunk.len() as u64);
     }
     fill.finish_and_clear();
-    let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM Jobs")
-        .fetch_one(&pool)
-        .await?;
+    let jobs: i64 = signup_queue::queue::inspect::stats(&pool)
+        .await?
+        .iter()
+        .map(|q| {
+            signup_queue::queue::JobState::ALL
+                .iter()
+                .map(|s| q.count(*s))
+                .sum::<i64>()
+        })
+        .sum();
     pool.close().await;
     Ok(jobs)
 }

@@ -7,12 +7,12 @@ use std::time::Instant;
 use serde::Serialize;
 
 use indicatif::ProgressBar;
+use signup_queue::db::Db;
 use signup_queue::{
     consumers::{self, Deps},
     signup::Signup,
     users::{Email, insert_user},
 };
-use sqlx::SqlitePool;
 
 use crate::bench::{
     Plan,
@@ -55,7 +55,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Transactions> {
 
 /// `n` committed transactions, one at a time, each with a user row and maybe its jobs.
 async fn timed(
-    pool: &SqlitePool,
+    pool: &Db,
     signup: &Signup,
     with_jobs: bool,
     n: usize,
@@ -70,10 +70,10 @@ async fn timed(
         let mut tx = pool.begin().await?;
         if with_jobs {
             signup
-                .insert_and_publish(&mut tx, &email, None, "$argon2id$bench", None)
+                .insert_and_publish(tx.conn(), &email, None, "$argon2id$bench", None)
                 .await?;
         } else {
-            insert_user(&mut tx, &email, None, "$argon2id$bench").await?;
+            insert_user(tx.conn(), &email, None, "$argon2id$bench").await?;
         }
         tx.commit().await?;
         record(&mut h, t.elapsed());
