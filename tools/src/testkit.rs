@@ -1,6 +1,7 @@
 //! The real application on 127.0.0.1 port 0 with a temporary SQLite file and a real SMTP server
 //! (the embedded development inbox unless told otherwise): one builder for the integration tests
-//! and the bench, so both start the app the same way.
+//! and the bench, so both start the app the same way. [`pg`]: a fresh PostgreSQL database per
+//! test (`DATABASE_URL_PG`), for the tests that run on Postgres.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -11,6 +12,8 @@
 //! app.stop().await;
 //! # }
 //! ```
+
+pub mod pg;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
