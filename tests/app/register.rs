@@ -1,17 +1,20 @@
-//! Registration end to end: real app, real sockets, temp database, real SMTP server.
+//! Registration end to end: real app, real sockets, real SMTP server, on a temporary SQLite file
+//! and on a fresh PostgreSQL database (see `support::db`).
 
 use std::time::Duration;
 
 use serde_json::json;
 use signup_queue::dev_inbox::DevInbox;
 
-use crate::support::*;
+use crate::support::{
+    db::{redeliver, refuse_inserts},
+    *,
+};
 
 const MAIL_WAIT: Duration = Duration::from_secs(10);
 
-#[tokio::test]
-async fn async_register_answers_at_once_then_the_welcome_mail_arrives() {
-    let app = app().spawn().await;
+async fn async_register_answers_at_once_then_the_welcome_mail_arrives(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     let inbox = app.inbox.clone().expect("embedded inbox");
 
     let response = app.register("/register", "ada@example.com").await;
@@ -65,10 +68,10 @@ async fn async_register_answers_at_once_then_the_welcome_mail_arrives() {
     );
     app.stop().await;
 }
+on_both_databases!(async_register_answers_at_once_then_the_welcome_mail_arrives);
 
-#[tokio::test]
-async fn sync_register_answers_after_the_mail_was_handed_over() {
-    let app = app().spawn().await;
+async fn sync_register_answers_after_the_mail_was_handed_over(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     let inbox = app.inbox.clone().expect("embedded inbox");
 
     let response = app.register("/register/sync", "bob@example.com").await;
@@ -91,11 +94,16 @@ async fn sync_register_answers_after_the_mail_was_handed_over() {
     );
     app.stop().await;
 }
+on_both_databases!(sync_register_answers_after_the_mail_was_handed_over);
 
-#[tokio::test]
-async fn sync_register_fails_with_502_when_the_mail_server_is_down_but_the_user_row_stays() {
+async fn sync_register_fails_with_502_when_the_mail_server_is_down_but_the_user_row_stays(
+    db: TestDb,
+) {
     let port = unused_port();
-    let app = app().smtp(format!("smtp://127.0.0.1:{port}")).spawn().await;
+    let app = app_on(&db)
+        .smtp(format!("smtp://127.0.0.1:{port}"))
+        .spawn()
+        .await;
 
     let response = app.register("/register/sync", "carol@example.com").await;
 
@@ -115,11 +123,18 @@ async fn sync_register_fails_with_502_when_the_mail_server_is_down_but_the_user_
     );
     app.stop().await;
 }
+on_both_databases!(
+    sync_register_fails_with_502_when_the_mail_server_is_down_but_the_user_row_stays
+);
 
-#[tokio::test]
-async fn async_register_succeeds_while_the_mail_server_is_down_and_mail_goes_out_when_it_is_back() {
+async fn async_register_succeeds_while_the_mail_server_is_down_and_mail_goes_out_when_it_is_back(
+    db: TestDb,
+) {
     let port = unused_port();
-    let app = app().smtp(format!("smtp://127.0.0.1:{port}")).spawn().await;
+    let app = app_on(&db)
+        .smtp(format!("smtp://127.0.0.1:{port}"))
+        .spawn()
+        .await;
 
     let response = app.register("/register/async", "dave@example.com").await;
     assert_eq!(response.status(), 201);
@@ -147,10 +162,12 @@ async fn async_register_succeeds_while_the_mail_server_is_down_and_mail_goes_out
     inbox.stop();
     app.stop().await;
 }
+on_both_databases!(
+    async_register_succeeds_while_the_mail_server_is_down_and_mail_goes_out_when_it_is_back
+);
 
-#[tokio::test]
-async fn the_same_address_in_another_case_is_a_duplicate() {
-    let app = app().spawn().await;
+async fn the_same_address_in_another_case_is_a_duplicate(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     assert_eq!(
         app.register("/register", "erin@example.com").await.status(),
         201
@@ -166,10 +183,10 @@ async fn the_same_address_in_another_case_is_a_duplicate() {
     assert_eq!(app.job_count().await, CONSUMERS, "one job per consumer");
     app.stop().await;
 }
+on_both_databases!(the_same_address_in_another_case_is_a_duplicate);
 
-#[tokio::test]
-async fn rejected_requests_answer_the_documented_status_and_write_nothing() {
-    let app = app().spawn().await;
+async fn rejected_requests_answer_the_documented_status_and_write_nothing(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     // (what, content type, body, expected status, field named in the error)
     type Case = (
         &'static str,
@@ -238,10 +255,10 @@ async fn rejected_requests_answer_the_documented_status_and_write_nothing() {
     assert_eq!(app.job_count().await, 0);
     app.stop().await;
 }
+on_both_databases!(rejected_requests_answer_the_documented_status_and_write_nothing);
 
-#[tokio::test]
-async fn a_delivered_job_run_again_sends_nothing() {
-    let app = app().spawn().await;
+async fn a_delivered_job_run_again_sends_nothing(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     let inbox = app.inbox.clone().expect("embedded inbox");
     let body: serde_json::Value = app
         .register("/register", "gina@example.com")
@@ -254,11 +271,7 @@ async fn a_delivered_job_run_again_sends_nothing() {
     wait_for_welcome_mails(&inbox, 1, MAIL_WAIT).await;
 
     // Put the finished job back in the queue, as a re-delivery after a crash would.
-    sqlx::query("UPDATE Jobs SET status = 'Pending', lock_by = NULL, done_at = NULL WHERE id = ?1")
-        .bind(&job_id)
-        .execute(app.sqlite())
-        .await
-        .expect("requeue");
+    redeliver(&app, Some(&job_id)).await;
     let rerun = app.wait_for_job(&job_id, "done", MAIL_WAIT).await;
 
     assert_eq!(rerun["attempts"], 2, "the job ran a second time");
@@ -271,14 +284,11 @@ async fn a_delivered_job_run_again_sends_nothing() {
     assert_eq!(welcome, 1, "but no second welcome mail was sent");
     app.stop().await;
 }
+on_both_databases!(a_delivered_job_run_again_sends_nothing);
 
-#[tokio::test]
-async fn when_the_enqueue_fails_the_user_row_is_rolled_back() {
-    let app = app().spawn().await;
-    sqlx::query("CREATE TRIGGER refuse_jobs BEFORE INSERT ON Jobs BEGIN SELECT RAISE(ABORT, 'queue unavailable'); END")
-        .execute(app.sqlite())
-        .await
-        .expect("trigger");
+async fn when_the_enqueue_fails_the_user_row_is_rolled_back(db: TestDb) {
+    let app = app_on(&db).spawn().await;
+    refuse_inserts(&app, "{jobs}", "queue unavailable").await;
 
     let response = app.register("/register/async", "hank@example.com").await;
 
@@ -292,10 +302,10 @@ async fn when_the_enqueue_fails_the_user_row_is_rolled_back() {
     );
     app.stop().await;
 }
+on_both_databases!(when_the_enqueue_fails_the_user_row_is_rolled_back);
 
-#[tokio::test]
-async fn a_browser_form_gets_an_html_page() {
-    let app = app().spawn().await;
+async fn a_browser_form_gets_an_html_page(db: TestDb) {
+    let app = app_on(&db).spawn().await;
 
     let response = app
         .post_raw(
@@ -332,10 +342,10 @@ async fn a_browser_form_gets_an_html_page() {
     );
     app.stop().await;
 }
+on_both_databases!(a_browser_form_gets_an_html_page);
 
-#[tokio::test]
-async fn health_and_unknown_routes() {
-    let app = app().spawn().await;
+async fn health_and_unknown_routes(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     assert_eq!(
         app.get_json("/health").await,
         (200, json!({"status": "ok"}))
@@ -354,3 +364,4 @@ async fn health_and_unknown_routes() {
     assert_eq!(response.status(), 405);
     app.stop().await;
 }
+on_both_databases!(health_and_unknown_routes);

@@ -1,9 +1,13 @@
 //! Test-only helpers around the one app builder (`signup_queue_tools::testkit`, shared with the
-//! bench): log capture, the real binary as a child process, and the admin token.
+//! bench): log capture, the real binary as a child process, one test body on both databases
+//! (`db`), and the admin token.
 #![allow(dead_code)]
 
 pub mod child;
+pub mod db;
 pub mod logs;
+
+pub(crate) use db::{TestDb, app_on, on_both_databases};
 
 pub use signup_queue_tools::testkit::*;
 
