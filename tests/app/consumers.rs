@@ -1,5 +1,6 @@
 //! One event, many consumers: each runs once per registration, a failing one holds up no other,
-//! a new one needs no change elsewhere, and messages are checked for type and version.
+//! a new one needs no change elsewhere, and messages are checked for type and version; on SQLite
+//! and on PostgreSQL.
 
 use std::{
     sync::{Arc, Mutex},
@@ -8,26 +9,34 @@ use std::{
 
 use signup_queue::{
     consumers::{Consumer, ConsumerError, JobInfo},
+    db::Db,
     events::{Envelope, UserRegistered},
+    with_db,
 };
+use sqlx::AssertSqlSafe;
 
-use crate::support::*;
+use crate::support::{
+    db::{self, jobs_table, redeliver, refuse_inserts},
+    *,
+};
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// `(queue, job id)` of every job published for `user_id`, by queue.
 async fn job_ids(app: &TestApp, user_id: i64) -> Vec<(String, String)> {
-    sqlx::query_as(
-        "SELECT job_type, id FROM Jobs WHERE idempotency_key LIKE '%:' || ?1 ORDER BY job_type",
-    )
-    .bind(user_id)
-    .fetch_all(app.sqlite())
-    .await
-    .expect("jobs")
+    let sql = format!(
+        "SELECT job_type, id FROM {} WHERE idempotency_key LIKE '%:' || $1 ORDER BY job_type",
+        jobs_table(&app.pool)
+    );
+    with_db!(&app.pool, pool => sqlx::query_as(AssertSqlSafe(sql))
+        .bind(user_id.to_string())
+        .fetch_all(pool)
+        .await
+        .expect("jobs"))
 }
 
-#[tokio::test]
-async fn every_consumer_runs_once_per_registration() {
-    let app = app().spawn().await;
+async fn every_consumer_runs_once_per_registration(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     let inbox = app.inbox.clone().expect("inbox");
     let body: serde_json::Value = app
         .register("/register", "many@example.com")
@@ -48,27 +57,28 @@ async fn every_consumer_runs_once_per_registration() {
         .iter()
         .find(|m| m.subject == "Your signup coupon")
         .expect("coupon mail");
-    let code: String = sqlx::query_scalar("SELECT code FROM coupons WHERE user_id = ?1")
-        .bind(user_id)
-        .fetch_one(app.sqlite())
-        .await
-        .expect("coupon row");
+    let code: String = with_db!(&app.pool, pool => {
+        sqlx::query_scalar("SELECT code FROM coupons WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(pool)
+            .await
+            .expect("coupon row")
+    });
     assert!(
         code.starts_with("WELCOME-") && coupon_mail.text.contains(&code),
         "the mail carries the stored code"
     );
     assert!(mails.iter().any(|m| m.subject == "Welcome to Signup Queue"));
-    let audit: (String, i64) = sqlx::query_as("SELECT event_type, user_id FROM audit_events")
-        .fetch_one(app.sqlite())
-        .await
-        .expect("audit row");
+    let audit: (String, i64) = with_db!(&app.pool, pool => {
+        sqlx::query_as("SELECT event_type, user_id FROM audit_events")
+            .fetch_one(pool)
+            .await
+            .expect("audit row")
+    });
     assert_eq!(audit, ("user_registered".to_owned(), user_id));
 
     // Every job runs again, as after a crash: nothing is sent or written twice.
-    sqlx::query("UPDATE Jobs SET status = 'Pending', lock_by = NULL, done_at = NULL")
-        .execute(app.sqlite())
-        .await
-        .expect("requeue");
+    redeliver(&app, None).await;
     for (_, id) in &jobs {
         let job = app.wait_for_job(id, "done", WAIT).await;
         assert_eq!(job["attempts"], 2);
@@ -83,15 +93,12 @@ async fn every_consumer_runs_once_per_registration() {
     assert_eq!(app.count("SELECT COUNT(*) FROM coupons").await, 1);
     app.stop().await;
 }
+on_both_databases!(every_consumer_runs_once_per_registration);
 
-#[tokio::test]
-async fn a_failing_consumer_holds_up_neither_the_others_nor_the_registration() {
-    let app = app().spawn().await;
+async fn a_failing_consumer_holds_up_neither_the_others_nor_the_registration(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     let inbox = app.inbox.clone().expect("inbox");
-    sqlx::query("CREATE TRIGGER coupons_broken BEFORE INSERT ON coupons BEGIN SELECT RAISE(ABORT, 'coupon service down'); END")
-        .execute(app.sqlite())
-        .await
-        .expect("break the coupon consumer");
+    refuse_inserts(&app, "coupons", "coupon service down").await;
 
     let response = app.register("/register", "resilient@example.com").await;
 
@@ -122,6 +129,7 @@ async fn a_failing_consumer_holds_up_neither_the_others_nor_the_registration() {
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_events").await, 1);
     app.stop().await;
 }
+on_both_databases!(a_failing_consumer_holds_up_neither_the_others_nor_the_registration);
 
 /// A consumer defined here, outside the application: it only records what it sees.
 struct Recorder(Arc<Mutex<Vec<(String, u32, i64)>>>);
@@ -143,10 +151,9 @@ impl Consumer for Recorder {
     }
 }
 
-#[tokio::test]
-async fn a_new_consumer_receives_events_without_changes_elsewhere() {
+async fn a_new_consumer_receives_events_without_changes_elsewhere(db: TestDb) {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let app = app()
+    let app = app_on(&db)
         .consumer(Arc::new(Recorder(Arc::clone(&seen))))
         .spawn()
         .await;
@@ -174,28 +181,44 @@ async fn a_new_consumer_receives_events_without_changes_elsewhere() {
     assert_eq!(app.job_count().await, CONSUMERS + 1);
     app.stop().await;
 }
+on_both_databases!(a_new_consumer_receives_events_without_changes_elsewhere);
 
+/// A job written straight into the storage, past the application's publishing (as an older or
+/// newer producer would write it).
 async fn push_raw(app: &TestApp, queue: &str, message: serde_json::Value) -> String {
     let id = ulid::Ulid::generate().to_string();
     let task = apalis::prelude::TaskBuilder::new(serde_json::to_vec(&message).expect("bytes"))
         .task_id(apalis::prelude::TaskId::from_string(id.clone()))
         .max_attempts(3)
         .build();
-    let mut conn = app.sqlite().acquire().await.expect("connection");
-    apalis_sqlite::queries::push_tasks(&mut *conn, queue, &[task])
-        .await
-        .expect("push");
+    match &app.pool {
+        Db::Sqlite(pool) => {
+            let mut conn = pool.acquire().await.expect("connection");
+            apalis_sqlite::queries::push_tasks(&mut *conn, queue, &[task])
+                .await
+                .expect("push");
+        }
+        Db::Postgres(pool) => {
+            let mut conn = pool.acquire().await.expect("connection");
+            apalis_postgres::queries::push_tasks(&mut *conn, queue, vec![task])
+                .await
+                .expect("push");
+        }
+    }
     id
 }
 
-#[tokio::test]
-async fn an_unknown_version_fails_its_job_with_a_clear_error_and_the_legacy_shape_still_works() {
-    let app = app().spawn().await;
+async fn an_unknown_version_fails_its_job_with_a_clear_error_and_the_legacy_shape_still_works(
+    db: TestDb,
+) {
+    let app = app_on(&db).spawn().await;
     let inbox = app.inbox.clone().expect("inbox");
-    sqlx::query("INSERT INTO users (id, email, email_key, password_hash) VALUES (42, 'old@example.com', 'old@example.com', 'x')")
-        .execute(app.sqlite())
-        .await
-        .expect("a user from before events");
+    db::execute(
+        &app,
+        "INSERT INTO users (id, email, email_key, password_hash) VALUES (42, 'old@example.com', 'old@example.com', 'x')",
+        None,
+    )
+    .await;
 
     let future = push_raw(
         &app,
@@ -234,3 +257,6 @@ async fn an_unknown_version_fails_its_job_with_a_clear_error_and_the_legacy_shap
     assert_eq!(app.count("SELECT COUNT(*) FROM audit_events").await, 0);
     app.stop().await;
 }
+on_both_databases!(
+    an_unknown_version_fails_its_job_with_a_clear_error_and_the_legacy_shape_still_works
+);
