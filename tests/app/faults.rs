@@ -1,13 +1,14 @@
 //! Faults on real processes and sockets: a worker killed with kill -9, a mail server that stays
-//! down, SIGTERM during a burst, and a burst of concurrent registrations on one SQLite file.
+//! down, SIGTERM during a burst, and a burst of concurrent registrations; each on SQLite (one
+//! file) and on PostgreSQL.
 
 use std::{collections::HashMap, time::Duration};
 
 use futures::future::join_all;
-use signup_queue::Role;
+use signup_queue::{Role, db::Db, queue::inspect, with_db};
 use signup_queue_tools::smtp_sink::{SinkConfig, SmtpSink};
 
-use crate::support::{child, *};
+use crate::support::{child, db, *};
 
 /// Registers `n` users through `url_of(path)`, `concurrency` at a time; returns (status, body).
 async fn register_many(
@@ -51,6 +52,16 @@ fn deliveries(sink: &SmtpSink) -> HashMap<String, usize> {
     counts
 }
 
+async fn welcome_jobs_done(pool: &Db) -> i64 {
+    inspect::stats(pool)
+        .await
+        .expect("stats")
+        .iter()
+        .filter(|q| q.queue == "welcome_email")
+        .map(|q| q.done)
+        .sum()
+}
+
 async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + within;
     while !done() {
@@ -62,8 +73,7 @@ async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_with_sigkill_loses_no_job() {
+async fn a_worker_killed_with_sigkill_loses_no_job(db: TestDb) {
     const USERS: usize = 200;
     const WORKERS: usize = 8;
     let sink = SmtpSink::start(SinkConfig {
@@ -72,9 +82,8 @@ async fn a_worker_killed_with_sigkill_loses_no_job() {
     })
     .await
     .expect("sink");
-    let (_dir, database_url) = temp_database();
-    let web = app()
-        .database(database_url.clone())
+    let database_url = db.url().to_owned();
+    let web = app_on(&db)
         .smtp(sink.smtp_url())
         .role(Role::Web)
         .spawn()
@@ -121,26 +130,21 @@ async fn a_worker_killed_with_sigkill_loses_no_job() {
         duplicates <= WORKERS,
         "duplicates ({duplicates}) are bounded by the jobs in flight at the kill ({WORKERS})"
     );
-    let done = web
-        .count("SELECT COUNT(*) FROM Jobs WHERE status = 'Done' AND job_type = 'welcome_email'")
-        .await;
+    let mut done = welcome_jobs_done(&web.pool).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut done = done;
     while done < USERS as i64 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        done = web
-            .count("SELECT COUNT(*) FROM Jobs WHERE status = 'Done' AND job_type = 'welcome_email'")
-            .await;
+        done = welcome_jobs_done(&web.pool).await;
     }
     assert_eq!(done, USERS as i64, "every job ends done");
     second.sigterm();
     assert!(second.wait_exit(Duration::from_secs(30)).await.success());
     web.stop().await;
 }
+on_both_databases!(a_worker_killed_with_sigkill_loses_no_job, multi_thread);
 
-#[tokio::test]
-async fn a_job_that_exhausts_its_attempts_ends_failed_with_its_last_error() {
-    let app = app()
+async fn a_job_that_exhausts_its_attempts_ends_failed_with_its_last_error(db: TestDb) {
+    let app = app_on(&db)
         .smtp(format!("smtp://127.0.0.1:{}", unused_port()))
         .settings(|s| s.job_max_attempts = 2)
         .spawn()
@@ -166,16 +170,16 @@ async fn a_job_that_exhausts_its_attempts_ends_failed_with_its_last_error() {
     assert_eq!(app.user_count().await, 1, "the user stays registered");
     app.stop().await;
 }
+on_both_databases!(a_job_that_exhausts_its_attempts_ends_failed_with_its_last_error);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_during_a_burst_exits_cleanly_and_loses_nothing() {
+async fn sigterm_during_a_burst_exits_cleanly_and_loses_nothing(db: TestDb) {
     let sink = SmtpSink::start(SinkConfig {
         latency: Duration::from_millis(100),
         max_sessions: None,
     })
     .await
     .expect("sink");
-    let (_dir, database_url) = temp_database();
+    let database_url = db.url().to_owned();
     let env = [
         ("DATABASE_URL", database_url.clone()),
         ("SMTP_URL", sink.smtp_url()),
@@ -218,15 +222,19 @@ async fn sigterm_during_a_burst_exits_cleanly_and_loses_nothing() {
     );
 
     // Every accepted registration has its row and its job; a second process drains the rest.
-    let pool = sqlx::SqlitePool::connect(&database_url).await.expect("db");
-    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-        .fetch_one(&pool)
+    let pool = signup_queue::db::open_existing(&database_url)
         .await
-        .expect("count");
-    let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM Jobs")
-        .fetch_one(&pool)
+        .expect("db");
+    let users: i64 = with_db!(&pool, pool => sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(pool)
         .await
-        .expect("count");
+        .expect("count"));
+    let jobs: i64 = inspect::stats(&pool)
+        .await
+        .expect("stats")
+        .iter()
+        .map(|q| q.pending + q.running + q.retrying + q.done + q.failed)
+        .sum();
     assert_eq!(users, accepted.len() as i64);
     assert_eq!(
         jobs,
@@ -250,10 +258,13 @@ async fn sigterm_during_a_burst_exits_cleanly_and_loses_nothing() {
     worker.sigterm();
     assert!(worker.wait_exit(Duration::from_secs(30)).await.success());
 }
+on_both_databases!(
+    sigterm_during_a_burst_exits_cleanly_and_loses_nothing,
+    multi_thread
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_hundred_concurrent_registrations_on_one_sqlite_file() {
-    let app = app().spawn().await;
+async fn three_hundred_concurrent_registrations(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     let requests = (0..300).map(|i| {
         app.post_json(
             "/register/async",
@@ -269,7 +280,7 @@ async fn three_hundred_concurrent_registrations_on_one_sqlite_file() {
 
     assert!(
         statuses.iter().all(|s| *s == 201),
-        "no 500 'database is locked': {statuses:?}"
+        "every registration accepted (on SQLite: no 500 'database is locked'): {statuses:?}"
     );
     assert_eq!(app.user_count().await, 300);
     assert_eq!(
@@ -277,9 +288,13 @@ async fn three_hundred_concurrent_registrations_on_one_sqlite_file() {
         CONSUMERS * 300,
         "one job per consumer"
     );
-    let orphans = app
-        .count("SELECT COUNT(*) FROM users u WHERE NOT EXISTS (SELECT 1 FROM Jobs j WHERE j.idempotency_key = 'welcome_email:' || u.id)")
-        .await;
+    let orphans = db::count(
+        &app,
+        "SELECT COUNT(*) FROM users u WHERE NOT EXISTS \
+         (SELECT 1 FROM {jobs} j WHERE j.idempotency_key = 'welcome_email:' || u.id)",
+    )
+    .await;
     assert_eq!(orphans, 0, "every user has its job");
     app.stop().await;
 }
+on_both_databases!(three_hundred_concurrent_registrations, multi_thread);

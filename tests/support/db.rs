@@ -147,3 +147,14 @@ pub async fn refuse_inserts(app: &TestApp, table: &str, message: &str) {
         execute(app, &statement, None).await;
     }
 }
+
+/// A `SELECT COUNT(*) ...` that both databases accept, with `{jobs}` standing for the job table.
+pub async fn count(app: &TestApp, sql: &str) -> i64 {
+    let sql = sql.replace("{jobs}", jobs_table(&app.pool));
+    signup_queue::with_db!(&app.pool, pool => {
+        sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+            .fetch_one(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    })
+}
