@@ -1,8 +1,12 @@
 //! Every kind of bad input gets its documented 4xx with the JSON error shape, the server never
-//! panics, and nothing is written. Plus properties of the parsers over arbitrary strings.
+//! panics, and nothing is written (on SQLite and on PostgreSQL). Plus properties of the parsers
+//! over arbitrary strings.
 
 use proptest::prelude::*;
-use signup_queue::users::{DisplayName, Email};
+use signup_queue::{
+    users::{DisplayName, Email},
+    with_db,
+};
 
 use crate::support::*;
 
@@ -236,9 +240,8 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-#[tokio::test]
-async fn every_bad_input_is_refused_cleanly_and_writes_nothing() {
-    let app = app().spawn().await;
+async fn every_bad_input_is_refused_cleanly_and_writes_nothing(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     for path in ["/register", "/register/async", "/register/sync"] {
         for case in cases() {
             // A form client that asks for JSON gets JSON (a browser gets the HTML page).
@@ -277,6 +280,7 @@ async fn every_bad_input_is_refused_cleanly_and_writes_nothing() {
     assert_eq!(app.get_json("/health").await.0, 200, "still healthy");
     app.stop().await;
 }
+on_both_databases!(every_bad_input_is_refused_cleanly_and_writes_nothing);
 
 #[tokio::test]
 async fn wrong_method_is_405_with_the_error_shape() {
@@ -290,9 +294,8 @@ async fn wrong_method_is_405_with_the_error_shape() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn names_with_sql_or_html_are_stored_literally_and_escaped_on_output() {
-    let app = app().spawn().await;
+async fn names_with_sql_or_html_are_stored_literally_and_escaped_on_output(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     let name = "Robert'); DROP TABLE users;-- <script>alert(1)</script>";
 
     let response = app
@@ -304,10 +307,12 @@ async fn names_with_sql_or_html_are_stored_literally_and_escaped_on_output() {
         201,
         "a name may hold quotes and brackets"
     );
-    let stored: String = sqlx::query_scalar("SELECT name FROM users")
-        .fetch_one(app.sqlite())
-        .await
-        .expect("row");
+    let stored: String = with_db!(&app.pool, pool => {
+        sqlx::query_scalar("SELECT name FROM users")
+            .fetch_one(pool)
+            .await
+            .expect("row")
+    });
     assert_eq!(stored, name);
     let inbox = app.inbox.clone().expect("inbox");
     let mails = wait_for_mails(&inbox, 1, std::time::Duration::from_secs(10)).await;
@@ -325,6 +330,7 @@ async fn names_with_sql_or_html_are_stored_literally_and_escaped_on_output() {
     );
     app.stop().await;
 }
+on_both_databases!(names_with_sql_or_html_are_stored_literally_and_escaped_on_output);
 
 proptest! {
     #[test]
