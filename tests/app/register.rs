@@ -135,6 +135,7 @@ async fn async_register_succeeds_while_the_mail_server_is_down_and_mail_goes_out
         .smtp(format!("smtp://127.0.0.1:{port}"))
         .spawn()
         .await;
+    let first_attempt_at = unix_now();
 
     let response = app.register("/register/async", "dave@example.com").await;
     assert_eq!(response.status(), 201);
@@ -147,6 +148,15 @@ async fn async_register_succeeds_while_the_mail_server_is_down_and_mail_goes_out
             .as_str()
             .is_some_and(|e| !e.is_empty()),
         "{retrying}"
+    );
+    let row = signup_queue::queue::find_job(&app.pool, &job_id)
+        .await
+        .expect("job query")
+        .expect("job row");
+    assert!(
+        row.run_at > first_attempt_at,
+        "the backoff is kept in the job row: run_at {} is later than the first attempt ({first_attempt_at})",
+        row.run_at
     );
 
     let inbox = DevInbox::start_on(port, std::time::Duration::ZERO)
@@ -365,3 +375,9 @@ async fn health_and_unknown_routes(db: TestDb) {
     app.stop().await;
 }
 on_both_databases!(health_and_unknown_routes);
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
