@@ -1,5 +1,7 @@
 //! The registration page and its live updates: HTML answers for browser forms, escaping,
-//! security headers, and the job status stream over Server-Sent Events.
+//! security headers, and the job status stream over Server-Sent Events. What reads the job table
+//! (the result page, `/api/jobs`, `/api/queue` and both streams) runs on SQLite and PostgreSQL;
+//! the page itself reads no database.
 
 use std::time::Duration;
 
@@ -55,9 +57,8 @@ async fn the_page_has_both_forms_the_queue_panel_and_security_headers() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_form_post_answers_with_a_result_page_and_escapes_what_the_visitor_typed() {
-    let app = app().spawn().await;
+async fn a_form_post_answers_with_a_result_page_and_escapes_what_the_visitor_typed(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     let inbox = app.inbox.clone().expect("inbox");
 
     let created = app
@@ -109,6 +110,7 @@ async fn a_form_post_answers_with_a_result_page_and_escapes_what_the_visitor_typ
     assert!(filtered.contains("<span data-count>0</span> mail(s)"));
     app.stop().await;
 }
+on_both_databases!(a_form_post_answers_with_a_result_page_and_escapes_what_the_visitor_typed);
 
 /// Reads `event:`/`data:` pairs from an SSE response until the stream ends.
 async fn statuses(response: reqwest::Response, on_event: impl Fn(&str)) -> Vec<serde_json::Value> {
@@ -131,10 +133,12 @@ async fn statuses(response: reqwest::Response, on_event: impl Fn(&str)) -> Vec<s
     events
 }
 
-#[tokio::test]
-async fn the_job_stream_pushes_each_transition_in_order_until_done() {
+async fn the_job_stream_pushes_each_transition_in_order_until_done(db: TestDb) {
     let port = unused_port();
-    let app = app().smtp(format!("smtp://127.0.0.1:{port}")).spawn().await;
+    let app = app_on(&db)
+        .smtp(format!("smtp://127.0.0.1:{port}"))
+        .spawn()
+        .await;
     let body: serde_json::Value = app
         .register("/register/async", "sse@example.com")
         .await
@@ -207,10 +211,10 @@ async fn the_job_stream_pushes_each_transition_in_order_until_done() {
     inbox.stop();
     app.stop().await;
 }
+on_both_databases!(the_job_stream_pushes_each_transition_in_order_until_done);
 
-#[tokio::test]
-async fn the_queue_stream_reports_counts_and_an_unknown_job_is_404() {
-    let app = app().spawn().await;
+async fn the_queue_stream_reports_counts_and_an_unknown_job_is_404(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     assert_eq!(
         app.register("/register/async", "q@example.com")
             .await
@@ -265,3 +269,4 @@ async fn the_queue_stream_reports_counts_and_an_unknown_job_is_404() {
         .await
         .expect("stops promptly with a stream open");
 }
+on_both_databases!(the_queue_stream_reports_counts_and_an_unknown_job_is_404);
