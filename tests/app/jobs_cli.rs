@@ -1,13 +1,20 @@
-//! `signup-queue jobs ...` against a real database: the real binary, real exit statuses.
+//! `signup-queue jobs ...` against a real database (SQLite and PostgreSQL): the real binary, real
+//! exit statuses.
 
 use std::{process::Output, time::Duration};
 
 use signup_queue::{
+    db::Backend,
     dev_inbox::DevInbox,
     queue::{JobState, inspect},
+    with_db,
 };
+use sqlx::AssertSqlSafe;
 
-use crate::support::*;
+use crate::support::{
+    db::{self, jobs_table},
+    *,
+};
 
 fn jobs(database_url: &str, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_signup-queue"))
@@ -24,10 +31,9 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_jobs_are_listed_retried_and_delivered_and_old_done_jobs_purged() {
+async fn failed_jobs_are_listed_retried_and_delivered_and_old_done_jobs_purged(db: TestDb) {
     let port = unused_port();
-    let app = app()
+    let app = app_on(&db)
         .smtp(format!("smtp://127.0.0.1:{port}"))
         .settings(|s| s.job_max_attempts = 1)
         .spawn()
@@ -113,32 +119,52 @@ async fn failed_jobs_are_listed_retried_and_delivered_and_old_done_jobs_purged()
 
     let kept = jobs(&database_url, &["purge-done", "--older-than", "7d"]);
     assert!(stdout(&kept).contains("deleted 0"), "{}", stdout(&kept));
-    sqlx::query("UPDATE Jobs SET done_at = done_at - 8 * 86400")
-        .execute(app.sqlite())
-        .await
-        .expect("age the job");
+    let eight_days = match db.backend() {
+        Backend::Sqlite => "8 * 86400",
+        Backend::Postgres => "interval '8 days'",
+    };
+    db::execute(
+        &app,
+        &format!("UPDATE {{jobs}} SET done_at = done_at - {eight_days}"),
+        None,
+    )
+    .await;
     let purged = jobs(&database_url, &["purge-done", "--older-than", "7d"]);
     // Welcome (retried) and audit are done; the coupon job failed too and was not retried.
     assert!(stdout(&purged).contains("deleted 2"), "{}", stdout(&purged));
-    let left: Vec<(String, String)> = sqlx::query_as("SELECT job_type, status FROM Jobs")
-        .fetch_all(app.sqlite())
+    let left: Vec<(String, JobState)> = inspect::list(&app.pool, None, 100)
         .await
-        .expect("jobs");
+        .expect("jobs")
+        .into_iter()
+        .map(|job| (job.queue, job.status))
+        .collect();
     assert_eq!(
         left,
-        vec![("signup_coupon".to_owned(), "Failed".to_owned())],
+        vec![("signup_coupon".to_owned(), JobState::Failed)],
         "only failed jobs stay"
     );
     inbox.stop();
     app.stop().await;
 }
+on_both_databases!(
+    failed_jobs_are_listed_retried_and_delivered_and_old_done_jobs_purged,
+    multi_thread
+);
 
-#[tokio::test]
-async fn sql_status_conditions_agree_with_the_api_mapping() {
-    let (_dir, database_url) = temp_database();
-    let pool = signup_queue::db::connect_and_migrate(&database_url)
+async fn sql_status_conditions_agree_with_the_api_mapping(db: TestDb) {
+    let pool = signup_queue::db::connect_and_migrate(db.url())
         .await
         .expect("database");
+    // The stored payload is irrelevant here; the column is a BLOB on SQLite, bytea on PostgreSQL.
+    let insert = format!(
+        "INSERT INTO {} (job, id, job_type, status, attempts, max_attempts) \
+         VALUES ({}, $1, 'probe', $2, $3, $4)",
+        jobs_table(&pool),
+        match db.backend() {
+            Backend::Sqlite => "x'7b7d'",
+            Backend::Postgres => "'\\x7b7d'::bytea",
+        }
+    );
     let shapes = [
         ("Pending", 0, 3),
         ("Queued", 0, 3),
@@ -150,14 +176,16 @@ async fn sql_status_conditions_agree_with_the_api_mapping() {
         ("Killed", 1, 3),
     ];
     for (i, (status, attempts, max)) in shapes.iter().enumerate() {
-        sqlx::query("INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts) VALUES (x'7b7d', ?1, 'probe', ?2, ?3, ?4)")
-            .bind(format!("job{i}"))
-            .bind(*status)
-            .bind(*attempts)
-            .bind(*max)
-            .execute(pool.sqlite().expect("sqlite"))
-            .await
-            .expect("insert");
+        with_db!(&pool, pool => {
+            sqlx::query(AssertSqlSafe(insert.clone()))
+                .bind(format!("job{i}"))
+                .bind(*status)
+                .bind(*attempts)
+                .bind(*max)
+                .execute(pool)
+                .await
+                .expect("insert");
+        });
     }
     for public in JobState::ALL {
         let expected = shapes
@@ -184,4 +212,6 @@ async fn sql_status_conditions_agree_with_the_api_mapping() {
         ),
         (2, 1, 2, 1, 2)
     );
+    pool.close().await;
 }
+on_both_databases!(sql_status_conditions_agree_with_the_api_mapping);
