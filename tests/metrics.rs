@@ -1,13 +1,18 @@
 //! Prometheus metrics after real traffic, and one registration followed from HTTP to SMTP by
 //! its request id. Alone in its test binary, not in `tests/app/`: the metrics recorder is one per
 //! process, so every app a shared binary starts would count into it, and the exact deltas below
-//! (two jobs, five mails, two 201s) would include other tests' traffic.
+//! (two jobs, five mails, two 201s) would include other tests' traffic. It runs on SQLite and on
+//! PostgreSQL, one after the other.
 
 mod support;
 
 use std::time::Duration;
 
-use support::{logs, *};
+use signup_queue::with_db;
+use sqlx::AssertSqlSafe;
+use support::{db, logs, *};
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn scrape(app: &TestApp) -> String {
     let response = app
@@ -31,10 +36,11 @@ fn sample(metrics: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-#[tokio::test]
-async fn metrics_count_requests_jobs_and_mails_and_the_request_id_follows_the_job() {
+async fn metrics_count_requests_jobs_and_mails_and_the_request_id_follows_the_job(db: TestDb) {
+    // Both variants count into the one recorder: one at a time.
+    let _alone = ONE_AT_A_TIME.lock().await;
     let logs = logs::captured();
-    let app = app().admin(Some(TOKEN)).spawn().await;
+    let app = app_on(&db).admin(Some(TOKEN)).spawn().await;
     let inbox = app.inbox.clone().expect("inbox");
     let before = scrape(&app).await;
 
@@ -95,11 +101,17 @@ async fn metrics_count_requests_jobs_and_mails_and_the_request_id_follows_the_jo
         "{after}"
     );
 
-    let stored: String = sqlx::query_scalar("SELECT metadata FROM Jobs WHERE id = ?1")
-        .bind(&job_id)
-        .fetch_one(app.sqlite())
-        .await
-        .expect("job row");
+    let metadata = format!(
+        "SELECT CAST(metadata AS TEXT) FROM {} WHERE id = $1",
+        db::jobs_table(&app.pool)
+    );
+    let stored: String = with_db!(&app.pool, pool => {
+        sqlx::query_scalar(AssertSqlSafe(metadata))
+            .bind(&job_id)
+            .fetch_one(pool)
+            .await
+            .expect("job row")
+    });
     assert!(
         stored.contains(&request_id),
         "the job keeps the request id: {stored}"
@@ -117,3 +129,4 @@ async fn metrics_count_requests_jobs_and_mails_and_the_request_id_follows_the_jo
     );
     app.stop().await;
 }
+on_both_databases!(metrics_count_requests_jobs_and_mails_and_the_request_id_follows_the_job);
