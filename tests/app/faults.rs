@@ -2,7 +2,7 @@
 //! down, SIGTERM during a burst, and a burst of concurrent registrations; each on SQLite (one
 //! file) and on PostgreSQL.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use futures::future::join_all;
 use signup_queue::{Role, db::Db, queue::inspect, with_db};
@@ -40,18 +40,6 @@ async fn register_many(
     results
 }
 
-/// Welcome mail Message-ID -> how many times the sink accepted it.
-fn deliveries(sink: &SmtpSink) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for mail in sink.accepted() {
-        let id = mail.message_id.unwrap_or_default();
-        if id.starts_with("<welcome-") {
-            *counts.entry(id).or_insert(0) += 1;
-        }
-    }
-    counts
-}
-
 async fn welcome_jobs_done(pool: &Db) -> i64 {
     inspect::stats(pool)
         .await
@@ -60,17 +48,6 @@ async fn welcome_jobs_done(pool: &Db) -> i64 {
         .filter(|q| q.queue == "welcome_email")
         .map(|q| q.done)
         .sum()
-}
-
-async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn a_worker_killed_with_sigkill_loses_no_job(db: TestDb) {

@@ -18,5 +18,6 @@ mod layering;
 mod lesson;
 mod message_schemas;
 mod page;
+mod postgres;
 mod register;
 mod security;
