@@ -1,5 +1,6 @@
 //! Hardening against hostile clients and bad configuration (issue 13): each test shows one
-//! probe that misbehaved before and now gets a bounded, documented answer.
+//! probe that misbehaved before and now gets a bounded, documented answer. The two that read what
+//! was stored (request ids in job metadata, the canonical address) run on SQLite and PostgreSQL.
 
 use std::{
     net::SocketAddr,
@@ -12,13 +13,13 @@ use std::{
 
 use futures::StreamExt;
 use serde_json::json;
-use signup_queue::Role;
+use signup_queue::{Role, with_db};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{TcpListener, TcpStream},
 };
 
-use crate::support::{self, child, *};
+use crate::support::{self, child, db, *};
 
 /// A minimal SMTP server that answers greetings, EHLO/NOOP/RSET and QUIT, and counts sessions:
 /// enough for the "is the mail server up?" probe.
@@ -342,9 +343,8 @@ async fn one_client_cannot_hold_every_stream() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_unsafe_request_id_is_replaced() {
-    let app = support::app().spawn().await;
+async fn an_unsafe_request_id_is_replaced(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     let long = "a".repeat(60_000);
     let response = app
         .client
@@ -360,9 +360,11 @@ async fn an_unsafe_request_id_is_replaced() {
         .expect("ascii")
         .to_owned();
     assert_eq!(id.len(), 26, "a fresh ULID, not the client's value");
-    let stored: i64 = app
-        .count("SELECT COALESCE(MAX(LENGTH(metadata)), 0) FROM Jobs")
-        .await;
+    let stored = db::count(
+        &app,
+        "SELECT CAST(COALESCE(MAX(LENGTH(CAST(metadata AS TEXT))), 0) AS BIGINT) FROM {jobs}",
+    )
+    .await;
     assert!(stored < 1000, "job metadata of {stored} bytes");
 
     let kept = app
@@ -376,6 +378,7 @@ async fn an_unsafe_request_id_is_replaced() {
     assert_eq!(kept.headers()["x-request-id"], "trace-42.a_b");
     app.stop().await;
 }
+on_both_databases!(an_unsafe_request_id_is_replaced);
 
 #[tokio::test]
 async fn a_failed_sync_mail_does_not_reveal_the_mail_server() {
@@ -395,22 +398,22 @@ async fn a_failed_sync_mail_does_not_reveal_the_mail_server() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_international_domain_and_its_punycode_are_one_account() {
-    let app = support::app().spawn().await;
+async fn an_international_domain_and_its_punycode_are_one_account(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     assert_eq!(
         app.register("/register", "ida@exämple.com").await.status(),
         201
     );
     let second = app.register("/register", "ida@xn--exmple-cua.com").await;
     assert_eq!(second.status(), 409);
-    let stored: String = sqlx::query_scalar("SELECT email FROM users")
-        .fetch_one(app.sqlite())
+    let stored: String = with_db!(&app.pool, pool => sqlx::query_scalar("SELECT email FROM users")
+        .fetch_one(pool)
         .await
-        .expect("row");
+        .expect("row"));
     assert_eq!(stored, "ida@xn--exmple-cua.com");
     app.stop().await;
 }
+on_both_databases!(an_international_domain_and_its_punycode_are_one_account);
 
 #[tokio::test]
 async fn unsafe_or_impossible_configuration_is_refused() {

@@ -1,10 +1,12 @@
 //! The lesson's tools: the development mail server's switches (latency, down, flaky) through the
 //! gate in front of the embedded inbox, the fair comparison (the synchronous path runs every
-//! consumer inline, so both paths do the same work), and the live inbox.
+//! consumer inline, so both paths do the same work), and the live inbox. What writes or reads the
+//! database (the comparison, a failing consumer, a burst) runs on SQLite and PostgreSQL.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use signup_queue::with_db;
 
 use crate::support::*;
 
@@ -45,9 +47,8 @@ async fn jobs_done(app: &TestApp, body: &Value) {
     }
 }
 
-#[tokio::test]
-async fn the_sync_path_does_the_same_work_as_the_async_path_only_earlier() {
-    let app = app().spawn().await;
+async fn the_sync_path_does_the_same_work_as_the_async_path_only_earlier(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     let inbox = app.inbox().clone();
 
     let queued = app.register("/register/async", "queued@example.com").await;
@@ -80,28 +81,32 @@ async fn the_sync_path_does_the_same_work_as_the_async_path_only_earlier() {
 
     for (body, path) in [(&queued, "async"), (&inline, "sync")] {
         let user_id = body["user_id"].as_i64().expect("user id");
-        let audit: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE user_id = ?1 AND event_type = 'user_registered'")
-            .bind(user_id)
-            .fetch_one(app.sqlite())
-            .await
-            .expect("audit");
+        let audit: i64 = with_db!(&app.pool, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_events WHERE user_id = $1 AND event_type = 'user_registered'",
+        )
+        .bind(user_id)
+        .fetch_one(pool)
+        .await
+        .expect("audit"));
         assert_eq!(audit, 1, "{path}: one audit row");
-        let coupon: (String, bool) =
-            sqlx::query_as("SELECT code, mailed_at IS NOT NULL FROM coupons WHERE user_id = ?1")
-                .bind(user_id)
-                .fetch_one(app.sqlite())
-                .await
-                .expect("a coupon");
+        let coupon: (String, bool) = with_db!(&app.pool, pool => sqlx::query_as(
+            "SELECT code, mailed_at IS NOT NULL FROM coupons WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_one(pool)
+        .await
+        .expect("a coupon"));
         assert!(
             coupon.0.starts_with("WELCOME-") && coupon.1,
             "{path}: coupon issued and mailed"
         );
-        let mode: String =
-            sqlx::query_scalar("SELECT mode FROM welcome_deliveries WHERE user_id = ?1")
-                .bind(user_id)
-                .fetch_one(app.sqlite())
-                .await
-                .expect("delivery");
+        let mode: String = with_db!(&app.pool, pool => sqlx::query_scalar(
+            "SELECT mode FROM welcome_deliveries WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_one(pool)
+        .await
+        .expect("delivery"));
         assert_eq!(mode, path);
     }
     assert_eq!(
@@ -142,6 +147,7 @@ async fn the_sync_path_does_the_same_work_as_the_async_path_only_earlier() {
     }
     app.stop().await;
 }
+on_both_databases!(the_sync_path_does_the_same_work_as_the_async_path_only_earlier);
 
 #[tokio::test]
 async fn the_latency_slows_the_sync_path_and_not_the_async_one() {
@@ -426,9 +432,8 @@ async fn the_inbox_streams_new_mail_shows_html_in_a_sandbox_and_can_be_cleared()
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_consumer_switched_to_fail_leaves_the_others_untouched() {
-    let app = app().spawn().await;
+async fn a_consumer_switched_to_fail_leaves_the_others_untouched(db: TestDb) {
+    let app = app_on(&db).spawn().await;
     let (status, switches) = app.get_json("/dev/consumers").await;
     assert_eq!(status, 200);
     assert_eq!(switches["failing"], json!([]));
@@ -484,10 +489,10 @@ async fn a_consumer_switched_to_fail_leaves_the_others_untouched() {
     app.wait_for_job(coupon, "done", WAIT).await;
     app.stop().await;
 }
+on_both_databases!(a_consumer_switched_to_fail_leaves_the_others_untouched);
 
-#[tokio::test]
-async fn a_burst_through_the_queue_is_answered_before_its_mails_go_out() {
-    let app = app()
+async fn a_burst_through_the_queue_is_answered_before_its_mails_go_out(db: TestDb) {
+    let app = app_on(&db)
         .settings(|s| s.dev_mail_latency = Duration::from_millis(200))
         .spawn()
         .await;
@@ -531,6 +536,7 @@ async fn a_burst_through_the_queue_is_answered_before_its_mails_go_out() {
     assert_eq!(unknown_mode.status(), 400);
     app.stop().await;
 }
+on_both_databases!(a_burst_through_the_queue_is_answered_before_its_mails_go_out);
 
 #[tokio::test]
 async fn without_javascript_the_controls_post_forms_and_come_back_to_the_page() {

@@ -1,19 +1,19 @@
-//! Secrets and abuse: argon2id storage, no secret in any response or log line, rate limiting.
+//! Secrets and abuse: argon2id storage (on SQLite and PostgreSQL), no secret in any response or
+//! log line, rate limiting.
 //! The log capture is one per process, shared with the other tests of this binary: the leak
 //! checks read every test's log lines (a secret logged by any of them fails), and the capture is
 //! checked to hold this test's own registration, so the checks still say something about it.
 
 use argon2::{PasswordHash, PasswordVerifier};
-use signup_queue::config::HashCost;
+use signup_queue::{config::HashCost, with_db};
 
 use crate::support::{logs, *};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-#[tokio::test]
-async fn passwords_are_stored_only_as_argon2id_and_never_appear_in_responses_or_logs() {
+async fn passwords_are_stored_only_as_argon2id_and_never_appear_in_responses_or_logs(db: TestDb) {
     let logs = logs::captured();
-    let app = app()
+    let app = app_on(&db)
         .settings(|s| s.hash_cost = HashCost::Production)
         .spawn()
         .await;
@@ -43,11 +43,12 @@ async fn passwords_are_stored_only_as_argon2id_and_never_appear_in_responses_or_
     let inbox = app.inbox.clone().expect("inbox");
     wait_for_mails(&inbox, 2, std::time::Duration::from_secs(10)).await;
 
-    let hash: String =
-        sqlx::query_scalar("SELECT password_hash FROM users WHERE email_key = 'sec@example.com'")
-            .fetch_one(app.sqlite())
-            .await
-            .expect("row");
+    let hash: String = with_db!(&app.pool, pool => sqlx::query_scalar(
+        "SELECT password_hash FROM users WHERE email_key = 'sec@example.com'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("row"));
     assert!(
         hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
         "OWASP argon2id parameters: {hash}"
@@ -82,6 +83,7 @@ async fn passwords_are_stored_only_as_argon2id_and_never_appear_in_responses_or_
         );
     }
 }
+on_both_databases!(passwords_are_stored_only_as_argon2id_and_never_appear_in_responses_or_logs);
 
 #[tokio::test]
 async fn register_routes_are_rate_limited_per_client_with_retry_after() {
