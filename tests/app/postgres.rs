@@ -39,7 +39,10 @@ fn welcome_id(user_id: i64) -> String {
 
 #[tokio::test]
 async fn publishing_one_event_twice_in_one_transaction_commits_one_job_per_queue() {
-    let Some(db) = pg_or_skip("postgres::publishing_one_event_twice_in_one_transaction").await
+    let Some(db) = pg_or_skip(
+        "app::postgres::publishing_one_event_twice_in_one_transaction_commits_one_job_per_queue",
+    )
+    .await
     else {
         return;
     };
@@ -93,8 +96,10 @@ async fn publishing_one_event_twice_in_one_transaction_commits_one_job_per_queue
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_registrations_of_one_address_give_one_201_and_409s_never_a_500() {
-    let Some(db) =
-        TestDb::postgres_or_skip("postgres::concurrent_registrations_of_one_address").await
+    let Some(db) = TestDb::postgres_or_skip(
+        "app::postgres::concurrent_registrations_of_one_address_give_one_201_and_409s_never_a_500",
+    )
+    .await
     else {
         return;
     };
@@ -285,7 +290,11 @@ async fn all_jobs_done(pool: &Db) -> (bool, Vec<inspect::QueueStats>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_dropped_by_the_server_give_fast_503s_at_worst_and_lose_no_job() {
     const FAST: Duration = Duration::from_secs(5);
-    let Some(db) = pg_or_skip("postgres::connections_dropped_by_the_server").await else {
+    let Some(db) = pg_or_skip(
+        "app::postgres::connections_dropped_by_the_server_give_fast_503s_at_worst_and_lose_no_job",
+    )
+    .await
+    else {
         return;
     };
     let sink = SmtpSink::start(SinkConfig {
@@ -454,7 +463,9 @@ async fn connections_dropped_by_the_server_give_fast_503s_at_worst_and_lose_no_j
 /// mail within seconds can only come from the insert's notification (LISTEN/NOTIFY).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_process_mails_what_a_separate_web_process_registered() {
-    let Some(db) = pg_or_skip("postgres::a_worker_process_mails_what_a_separate_web_process").await
+    let Some(db) =
+        pg_or_skip("app::postgres::a_worker_process_mails_what_a_separate_web_process_registered")
+            .await
     else {
         return;
     };
