@@ -1,7 +1,9 @@
 //! The application's integration tests, in one test binary (one link step for all of them). Each
 //! test starts its own app (`support::app()`) on port 0 with its own temporary database, or runs
 //! the real binary as a child process, so the tests can share this process. Apart, in their own
-//! binaries: `tests/metrics.rs` (see there) and the tools' tests (`tools/tests/`).
+//! binaries: `tests/metrics.rs` (see there) and the tools' tests (`tools/tests/`). A test whose
+//! behaviour depends on the database is written once and run on SQLite and on PostgreSQL
+//! (`on_both_databases!`, `support/db.rs`); `postgres.rs` holds what only PostgreSQL has.
 
 #[path = "../support/mod.rs"]
 mod support;
