@@ -192,7 +192,7 @@ impl Signup {
             request_id,
         )
         .await
-        .map_err(|e| anyhow::anyhow!("enqueue failed, registration rolled back: {e}"))?;
+        .map_err(|e| anyhow::Error::new(e).context("enqueue failed, registration rolled back"))?;
         Ok((user_id, published))
     }
 

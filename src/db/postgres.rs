@@ -7,7 +7,7 @@ use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
-    PgPool,
+    Connection, PgPool,
     migrate::{MigrateDatabase, Migrator},
     postgres::{PgConnectOptions, PgPoolOptions},
 };
@@ -92,6 +92,12 @@ fn cause(e: &dyn std::error::Error) -> String {
 }
 
 async fn open(options: PgConnectOptions, where_: &str) -> anyhow::Result<PgPool> {
+    // One plain connection first: the pool would report a refused connection as "pool timed
+    // out" after its timeout, and the operator needs the real cause at once.
+    let probe = sqlx::PgConnection::connect_with(&options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {where_}: {}", cause(&e)))?;
+    let _ = probe.close().await;
     PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)

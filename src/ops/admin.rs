@@ -128,6 +128,14 @@ async fn retry(State(state): State<AdminState>, Path(id): Path<String>) -> Respo
         Err(e @ RetryError::NotFailed { .. }) => {
             (StatusCode::CONFLICT, "not_failed", e.to_string())
         }
+        Err(RetryError::Database(e)) if crate::db::is_unavailable(&e) => {
+            tracing::error!(error = %e, "retry failed: the database is not answering");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is not answering; try again in a moment".to_owned(),
+            )
+        }
         Err(RetryError::Database(e)) => {
             tracing::error!(error = %e, "retry failed");
             (

@@ -38,7 +38,7 @@ pub async fn publish<P: serde::Serialize>(
     max_attempts: u32,
     request_id: Option<&str>,
 ) -> Result<Published, PublishError> {
-    let args = serde_json::to_vec(event).map_err(|e| PublishError(e.to_string()))?;
+    let args = serde_json::to_vec(event).map_err(|e| PublishError::Encode(e.to_string()))?;
     let mut jobs = Vec::with_capacity(queues.len());
     for &queue in queues {
         let job_id = ulid::Ulid::generate().to_string();
@@ -56,7 +56,10 @@ pub async fn publish<P: serde::Serialize>(
             DbConn::Sqlite(conn) => {
                 apalis_sqlite::queries::push_tasks(&mut *conn, queue, &[task.build()])
                     .await
-                    .map_err(|e| PublishError(e.to_string()))?
+                    .map_err(|e| match e {
+                        apalis_sqlite::Error::Database(e) => PublishError::Database(e),
+                        other => PublishError::Storage(other.to_string()),
+                    })?
             }
             DbConn::Postgres(conn) => push_postgres(conn, queue, task).await?,
         }
@@ -85,33 +88,32 @@ async fn push_postgres(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs().saturating_sub(1));
     let task = task.run_at_timestamp(due).build();
-    let mut savepoint = conn
-        .begin()
-        .await
-        .map_err(|e| PublishError(e.to_string()))?;
+    let mut savepoint = conn.begin().await?;
     match apalis_postgres::queries::push_tasks(&mut *savepoint, queue, vec![task]).await {
-        Ok(()) => savepoint
-            .commit()
-            .await
-            .map_err(|e| PublishError(e.to_string())),
+        Ok(()) => Ok(savepoint.commit().await?),
         Err(apalis_postgres::Error::Database(sqlx::Error::Database(e)))
             if e.is_unique_violation() =>
         {
-            savepoint
-                .rollback()
-                .await
-                .map_err(|e| PublishError(e.to_string()))?;
+            savepoint.rollback().await?;
             tracing::debug!(
                 queue,
                 "job already published (same idempotency key); nothing added"
             );
             Ok(())
         }
-        Err(e) => Err(PublishError(e.to_string())),
+        Err(apalis_postgres::Error::Database(e)) => Err(PublishError::Database(e)),
+        Err(other) => Err(PublishError::Storage(other.to_string())),
     }
 }
 
-/// Writing the jobs failed (the caller's transaction should roll back).
+/// Writing the jobs failed (the caller's transaction should roll back). The database's own error
+/// is kept as the source, so a caller can tell "unreachable" (503) from "broken" (500).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write the jobs: {0}")]
-pub struct PublishError(String);
+pub enum PublishError {
+    #[error("cannot write the jobs: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot write the jobs: {0}")]
+    Storage(String),
+    #[error("cannot encode the event: {0}")]
+    Encode(String),
+}

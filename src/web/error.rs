@@ -161,7 +161,7 @@ impl AppError {
         match self {
             AppError::Internal(e) => tracing::error!(error = ?e, "request failed"),
             AppError::DatabaseUnavailable(e) => {
-                tracing::error!(error = %e, "request failed: the database is not answering")
+                tracing::error!(error = %format!("{e:#}"), "request failed: the database is not answering")
             }
             AppError::MailFailed {
                 user_id,
