@@ -20,3 +20,4 @@ mod message_schemas;
 mod page;
 mod register;
 mod security;
+mod topology;
