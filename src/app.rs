@@ -124,6 +124,19 @@ impl Application {
             AdminBind::At(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
                 format!("cannot listen on {addr} (ADMIN_BIND; `off` disables it)")
             })?),
+            AdminBind::Auto => match TcpListener::bind(AdminBind::AUTO_ADDR).await {
+                Ok(listener) => Some(listener),
+                Err(e) => {
+                    tracing::warn!(
+                        addr = %AdminBind::AUTO_ADDR,
+                        error = %e,
+                        "no operator listener (dashboard, /metrics) in this process: its default \
+                         address is taken, e.g. by another signup-queue process on this machine; \
+                         give each process its own ADMIN_BIND to have one"
+                    );
+                    None
+                }
+            },
             AdminBind::Off => None,
         };
         let token = CancellationToken::new();

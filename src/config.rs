@@ -108,13 +108,10 @@ pub struct Settings {
     pub rate_limit_per_minute: u32,
 
     /// Operator listener: job dashboard (apalis-board) at its root, Prometheus /metrics.
-    /// `off` disables it. A non-loopback address requires ADMIN_TOKEN.
-    #[arg(
-        long,
-        env = "ADMIN_BIND",
-        default_value = "127.0.0.1:3001",
-        global = true
-    )]
+    /// `auto`: 127.0.0.1:3001, or none (with a warning) when another process on this machine
+    /// already has that port; an address: that one, or the process refuses to start; `off`
+    /// disables it. A non-loopback address requires ADMIN_TOKEN.
+    #[arg(long, env = "ADMIN_BIND", default_value = "auto", global = true)]
     pub admin_bind: AdminBind,
 
     /// Bearer token required on every admin route when set; mandatory when ADMIN_BIND is not a
@@ -226,6 +223,14 @@ fn duration_between(
 pub enum AdminBind {
     Off,
     At(SocketAddr),
+    /// The default: [`AdminBind::AUTO_ADDR`] when it is free; when another process on this
+    /// machine has it (a `web` and a `worker` side by side), this one runs without, and says so.
+    Auto,
+}
+
+impl AdminBind {
+    pub const AUTO_ADDR: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 3001);
 }
 
 impl std::str::FromStr for AdminBind {
@@ -234,9 +239,12 @@ impl std::str::FromStr for AdminBind {
         if s.eq_ignore_ascii_case("off") {
             return Ok(AdminBind::Off);
         }
-        s.parse()
-            .map(AdminBind::At)
-            .map_err(|e| format!("{s:?} is neither `off` nor an address like 127.0.0.1:3001: {e}"))
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(AdminBind::Auto);
+        }
+        s.parse().map(AdminBind::At).map_err(|e| {
+            format!("{s:?} is neither `off`, `auto` nor an address like 127.0.0.1:3001: {e}")
+        })
     }
 }
 

@@ -31,6 +31,8 @@ pub fn handle() -> &'static PrometheusHandle {
 /// Sets the `jobs_queue_depth` gauge of one queue and state (read from the job table at each
 /// scrape by the admin listener).
 pub fn queue_depth(queue: &str, state: &'static str, n: i64) {
+    // The recorder first: a gauge set before it exists is lost (the first scrape was empty).
+    let _ = handle();
     metrics::gauge!("jobs_queue_depth", "queue" => queue.to_owned(), "status" => state)
         .set(n as f64);
 }

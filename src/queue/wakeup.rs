@@ -1,6 +1,8 @@
-//! Wakes this process's idle workers right after an enqueue commits, so they start within
-//! milliseconds instead of waiting for the next poll. Jobs written by other processes are still
-//! found by polling (`POLL_INTERVAL`).
+//! Wakes this process's idle workers when there is a job for them: right after this process's
+//! own enqueue commits ([`Wakeup::notify`]), and when another process commits one
+//! ([`watch_other_processes`]: LISTEN/NOTIFY on PostgreSQL, `PRAGMA data_version` on SQLite), so
+//! they start within milliseconds instead of waiting for the next poll (`POLL_INTERVAL`, the
+//! fallback, which also finds retries scheduled for later).
 
 use std::sync::{Arc, Mutex};
 

@@ -114,13 +114,23 @@ async fn run_consumer(
     result
 }
 
-/// A worker that stops with an error (e.g. a job row it cannot decode) is restarted, so one bad
-/// row cannot silence a queue for good; more than 10 restarts a minute means something is
-/// broken for real, and the worker stays down (the logs say why).
+/// A worker that stops with an error is restarted:
+/// - when the job storage cannot be reached (PostgreSQL restarting or down, a connection cut, the
+///   pool out of connections, SQLite locked past its busy budget): always. The restarted worker's
+///   first query waits for a connection up to the pool's timeout (3 s on PostgreSQL), which paces
+///   the restarts while the database is away; once it answers, the worker goes on, and the jobs
+///   were in the database all along.
+/// - for anything else (e.g. a job row it cannot decode), so one bad row cannot silence a queue for
+///   good; but more than 10 such restarts a minute means something is broken for real, and the
+///   worker stays down (the logs say why).
 fn restart_unless_looping(worker: &WorkerContext, error: &WorkerError) -> bool {
     use std::sync::Mutex;
     use std::time::Instant;
     static RESTARTS: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
+    if storage_unavailable(error) {
+        tracing::warn!(worker = worker.name(), %error, "job storage unavailable; restarting the worker, it waits for the database");
+        return true;
+    }
     let Ok(mut restarts) = RESTARTS.lock() else {
         return false;
     };
@@ -132,6 +142,29 @@ fn restart_unless_looping(worker: &WorkerContext, error: &WorkerError) -> bool {
     restarts.push(Instant::now());
     tracing::error!(worker = worker.name(), %error, "worker stopped with an error; restarting it");
     true
+}
+
+/// Is this the storage being unreachable rather than broken? apalis wraps the storage's error in
+/// types that keep no `source()`, so the sqlx error is recognised by its message.
+fn storage_unavailable(error: &WorkerError) -> bool {
+    const MARKERS: [&str; 11] = [
+        "pool timed out while waiting for an open connection",
+        "attempted to acquire a connection on a closed pool",
+        "error communicating with database",
+        "error occurred while attempting to establish a TLS connection",
+        "encountered unexpected or invalid data",
+        "terminating connection due to administrator command",
+        "the database system is starting up",
+        "the database system is shutting down",
+        "the database system is in recovery mode",
+        "server closed the connection unexpectedly",
+        "database is locked",
+    ];
+    let WorkerError::BackendError(inner) = error else {
+        return false;
+    };
+    let text = inner.to_string();
+    MARKERS.iter().any(|marker| text.contains(marker))
 }
 
 /// One worker per consumer, all woken by the same signal: this process's enqueues, and other

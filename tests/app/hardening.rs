@@ -442,9 +442,20 @@ async fn unsafe_or_impossible_configuration_is_refused() {
         }
         command.output().expect("runs")
     };
-    let postgres = run(&["serve"], &[("DATABASE_URL", "postgres://x/y")]);
+    let mysql = run(&["serve"], &[("DATABASE_URL", "mysql://x/y")]);
+    assert!(!mysql.status.success());
+    assert!(String::from_utf8_lossy(&mysql.stderr).contains("not a SQLite or PostgreSQL URL"));
+    // PostgreSQL that does not answer: one line naming where and why, a non-zero exit.
+    let postgres = run(
+        &["serve"],
+        &[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/nothing")],
+    );
     assert!(!postgres.status.success());
-    assert!(String::from_utf8_lossy(&postgres.stderr).contains("not a SQLite URL"));
+    let stderr = String::from_utf8_lossy(&postgres.stderr);
+    assert!(
+        stderr.contains("cannot connect to PostgreSQL at 127.0.0.1:1 (database nothing)"),
+        "{stderr}"
+    );
     assert_eq!(
         std::fs::read_dir(dir.path()).expect("dir").count(),
         0,
