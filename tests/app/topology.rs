@@ -7,6 +7,9 @@
 //! Every process a test starts is killed when the test ends, passing or failing, before its
 //! database is dropped ([`Cluster`]'s `Drop`, then [`TempPgDatabase`]'s). The tests take turns:
 //! each runs up to six processes and 80 PostgreSQL connections on its own.
+//!
+//! To look closer: `TOPOLOGY_RUST_LOG` replaces the processes' `RUST_LOG`, and
+//! `TOPOLOGY_LOG_DIR=/some/dir` keeps every process's whole log there.
 
 use std::{
     collections::HashMap,
@@ -125,7 +128,13 @@ async fn two_webs_and_three_workers_survive_a_kill_9_within_one_mail_limit() {
         CONSUMERS * USERS as i64,
         "every consumer's job of every user is done: {totals:?}"
     );
-    let diagnosis = jobs.diagnosis(&cluster, Some(victim)).await;
+    // Two missed heartbeats, then a live worker's next one: 2-3 s; ten is slow by any measure.
+    let redelivery = back_in_queue.duration_since(killed_at);
+    assert!(
+        redelivery <= Duration::from_secs(10),
+        "the killed worker's jobs went back to the queue only after {redelivery:?}"
+    );
+    let diagnosis = jobs.diagnosis(&cluster).await;
     // Only the killed worker's jobs in flight may have sent their mail without being marked done.
     welcome.assert_each_user_once(WORKERS, &diagnosis);
     coupon.assert_each_user_once(WORKERS, &diagnosis);
@@ -191,7 +200,7 @@ async fn three_workers_share_one_smtp_session_limit() {
     assert_eq!(totals.failed, 0, "no job failed: {totals:?}");
     assert_eq!(totals.done, CONSUMERS * USERS as i64, "{totals:?}");
     // No worker crashed: not one mail twice.
-    let diagnosis = jobs.diagnosis(&cluster, None).await;
+    let diagnosis = jobs.diagnosis(&cluster).await;
     welcome.assert_each_user_once(0, &diagnosis);
     coupon.assert_each_user_once(0, &diagnosis);
 
@@ -253,7 +262,9 @@ impl ProcessEnv {
             // jobs apalis takes back from workers it believes dead.
             (
                 "RUST_LOG",
-                "warn,signup_queue::app=info,apalis_postgres=info".to_owned(),
+                std::env::var("TOPOLOGY_RUST_LOG").unwrap_or_else(|_| {
+                    "warn,signup_queue::app=info,apalis_postgres=info".to_owned()
+                }),
             ),
         ];
         if let Some(cap) = self.max_sessions {
@@ -332,6 +343,12 @@ impl Drop for Cluster {
     /// kill -9 to every process still running, and a short wait for them to be gone, so no
     /// process outlives the test or talks to its database while it is dropped.
     fn drop(&mut self) {
+        if let Ok(dir) = std::env::var("TOPOLOGY_LOG_DIR") {
+            for (i, p) in self.webs.iter().chain(&self.workers).enumerate() {
+                let pid = p.child.id().unwrap_or_default();
+                let _ = std::fs::write(format!("{dir}/{i}-{pid}.log"), p.log_text());
+            }
+        }
         let mut all: Vec<&mut ChildApp> = self
             .webs
             .iter_mut()
@@ -605,9 +622,9 @@ impl JobsView {
     }
 
     /// Why mails may have gone twice, for a failure's message: jobs per number of attempts,
-    /// the slowest heartbeat seen, and the processes' last log lines (jobs taken back from
-    /// workers believed dead are logged there).
-    async fn diagnosis(&self, cluster: &Cluster, killed: Option<i32>) -> String {
+    /// the longest gap between heartbeats of each worker, and the processes' last log lines (jobs
+    /// taken back from workers believed dead are logged there).
+    async fn diagnosis(&self, cluster: &Cluster) -> String {
         let attempts: Vec<(i32, i64)> = sqlx::query_as(
             "SELECT attempts, COUNT(*) FROM apalis.jobs GROUP BY attempts ORDER BY attempts",
         )
@@ -615,8 +632,9 @@ impl JobsView {
         .await
         .unwrap_or_default();
         format!(
-            "jobs per number of attempts: {attempts:?}; slowest heartbeat seen: {}\n{}",
-            self.heartbeats.slowest_except(killed),
+            "jobs per number of attempts: {attempts:?}\nlongest without a heartbeat, per worker: \
+             {}\n{}",
+            self.heartbeats.all(),
             cluster.logs()
         )
     }
@@ -654,6 +672,21 @@ impl HeartbeatWatch {
             }
         });
         HeartbeatWatch { oldest, task }
+    }
+
+    /// Every worker seen, longest gap first.
+    fn all(&self) -> String {
+        let mut oldest: Vec<(String, f64)> = self
+            .oldest
+            .lock()
+            .map(|o| o.clone().into_iter().collect())
+            .unwrap_or_default();
+        oldest.sort_by(|a, b| b.1.total_cmp(&a.1));
+        oldest
+            .iter()
+            .map(|(worker, age)| format!("{worker} {age:.1}s"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The worker that went longest without a heartbeat, leaving out the process `killed`.
