@@ -23,3 +23,4 @@ mod page;
 mod postgres;
 mod register;
 mod security;
+mod topology;

@@ -3,6 +3,10 @@
 //! sessions (refusing extra ones with 421, as a loaded mail server does), and counts what it saw.
 //! It keeps only envelope data, not message bodies.
 //!
+//! A session counts as open from its accept until the sink answers QUIT (or the connection ends
+//! otherwise): a client that has read the `221` may open its next session at once, and must not
+//! find the one it just ended still counted because the sink's task has not finished yet.
+//!
 //! Faults for the soak, switched at run time: [`SmtpSink::set_fail_share`] answers `451` to a
 //! share of messages (and closes that session), and [`SmtpSink::go_down`] / [`SmtpSink::come_up`] close the listener and
 //! the open sessions (connections are refused) and listen again on the same port. A session is
@@ -99,6 +103,35 @@ impl Stats {
     }
 }
 
+/// One accepted connection in the open-sessions count (counted at accept); it leaves the count
+/// once, at [`OpenSession::end`] or when dropped.
+struct OpenSession<'a> {
+    stats: &'a Stats,
+    counted: bool,
+}
+
+impl<'a> OpenSession<'a> {
+    fn new(stats: &'a Stats) -> Self {
+        OpenSession {
+            stats,
+            counted: true,
+        }
+    }
+
+    /// The session is over for the client (QUIT answered, or the connection ended).
+    fn end(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.stats.open_sessions.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for OpenSession<'_> {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 #[derive(Clone)]
 pub struct SmtpSink {
     addr: SocketAddr,
@@ -182,6 +215,7 @@ impl SmtpSink {
                 stats.max_open_sessions.fetch_max(open, Ordering::SeqCst);
             }
             tokio::spawn(async move {
+                let mut open = OpenSession::new(&stats);
                 if refuse {
                     stats.refused_sessions.fetch_add(1, Ordering::SeqCst);
                     let mut socket = socket;
@@ -191,10 +225,9 @@ impl SmtpSink {
                 } else {
                     tokio::select! {
                         _ = token.cancelled() => {}
-                        _ = session(socket, &stats, config.latency, &phase) => {}
+                        _ = session(socket, &stats, config.latency, &phase, &mut open) => {}
                     }
                 }
-                stats.open_sessions.fetch_sub(1, Ordering::SeqCst);
             });
         }
     }

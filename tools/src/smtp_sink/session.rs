@@ -18,7 +18,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{Accepted, Stats};
+use super::{Accepted, OpenSession, Stats};
 
 #[derive(Default)]
 struct Envelope {
@@ -74,6 +74,7 @@ pub(super) async fn session(
     stats: &Stats,
     latency: Duration,
     phase: &CancellationToken,
+    open: &mut OpenSession<'_>,
 ) -> std::io::Result<()> {
     let peer: IpAddr = socket
         .peer_addr()
@@ -131,6 +132,8 @@ pub(super) async fn session(
                 stream.get_mut().write_all(&response.buffer()?).await?;
             }
             Action::Close => {
+                // Out of the count before the answer: the client may connect again once it has it.
+                open.end();
                 stream.get_mut().write_all(&response.buffer()?).await?;
                 return Ok(());
             }
