@@ -115,9 +115,24 @@ pub async fn load(
     concurrency: usize,
     progress: &ProgressBar,
 ) -> (Histogram<u64>, usize, Duration) {
+    load_over(client, &[url.to_owned()], prefix, n, concurrency, progress).await
+}
+
+/// Like [`load`], spread over several servers: registration `i` goes to `urls[i % urls.len()]`.
+pub async fn load_over(
+    client: &reqwest::Client,
+    urls: &[String],
+    prefix: &str,
+    n: usize,
+    concurrency: usize,
+    progress: &ProgressBar,
+) -> (Histogram<u64>, usize, Duration) {
     let started = Instant::now();
     let results: Vec<(Duration, bool)> = futures::stream::iter(0..n)
-        .map(|i| register_timed(client, url, format!("{prefix}-{i}@bench.local")))
+        .map(|i| {
+            let url = &urls[i % urls.len().max(1)];
+            register_timed(client, url, format!("{prefix}-{i}@bench.local"))
+        })
         .buffer_unordered(concurrency)
         .inspect(|_| progress.inc(1))
         .collect()

@@ -13,7 +13,7 @@
 
 mod db;
 mod load;
-mod procs;
+pub(crate) mod procs;
 pub mod report;
 mod run;
 

@@ -22,6 +22,7 @@ use crate::{
         BenchArgs, Plan,
         harness::{self, Summary, bar, per_s, register_timed, tally},
         plot::{Sample, draw_burst},
+        target::Target,
     },
     smtp_sink::{SinkConfig, SmtpSink},
 };
@@ -56,6 +57,7 @@ fn welcome_ids(sink: &SmtpSink) -> Vec<String> {
 }
 
 pub async fn run(
+    target: &Target,
     args: &BenchArgs,
     plan: &Plan,
     workers: u16,
@@ -69,7 +71,9 @@ pub async fn run(
         max_sessions: Some(cap),
     })
     .await?;
+    let db = target.fresh("burst").await?;
     let app = harness::app(sink.smtp_url(), workers, hash_cost)
+        .database(db.url())
         .try_spawn()
         .await?;
     let client = reqwest::Client::new();
@@ -156,6 +160,7 @@ pub async fn run(
     };
     app.stop().await;
     sink.stop();
+    db.remove().await?;
     Ok(result)
 }
 

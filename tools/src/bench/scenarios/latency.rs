@@ -1,5 +1,7 @@
 //! Sync vs async registration latency at each SMTP latency, in a closed loop (bound by
-//! throughput) and in an open loop at a fixed rate (the server's latency when not saturated).
+//! throughput) and in an open loop at a fixed rate (the server's latency when not saturated);
+//! then, against the fast mail server, the closed loop again with more clients
+//! (`--high-concurrency`), where the database's writes queue up.
 
 use serde::Serialize;
 
@@ -9,8 +11,10 @@ use crate::{
     bench::{
         BenchArgs, Plan,
         harness::{self, Summary, bar, load, paced_load},
+        target::Target,
     },
     smtp_sink::{SinkConfig, SmtpSink},
+    testkit::TestApp,
 };
 
 /// Which endpoint: `/register/async` answers once the jobs are committed, `/register/sync` once
@@ -40,6 +44,8 @@ pub struct LatencyRow {
     pub mode: Mode,
     pub smtp_latency_ms: u64,
     pub errors: usize,
+    /// Clients at once (a paced row: the clients of the closed loop it follows).
+    pub concurrency: usize,
 }
 
 /// One open-loop run at `paced_per_s` registrations a second.
@@ -52,13 +58,15 @@ pub struct PacedRow {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LatencyResult {
-    /// Async then sync, for each SMTP latency in turn.
+    /// Async then sync, for each SMTP latency in turn; then async and sync at the high
+    /// concurrency, SMTP +0 ms.
     pub rows: Vec<LatencyRow>,
     /// Async only, one per SMTP latency.
     pub paced: Vec<PacedRow>,
 }
 
 pub async fn run(
+    target: &Target,
     args: &BenchArgs,
     plan: &Plan,
     workers: u16,
@@ -68,31 +76,14 @@ pub async fn run(
     let mut result = LatencyResult::default();
     for &latency in &plan.latencies {
         let sink = SmtpSink::start(SinkConfig::with_latency_ms(latency)).await?;
+        let db = target.fresh("latency").await?;
         let app = harness::app(sink.smtp_url(), workers, hash_cost)
+            .database(db.url())
             .try_spawn()
             .await?;
         for mode in [Mode::Async, Mode::Sync] {
-            let name = mode.as_str();
-            let progress = bar(
-                plan.requests,
-                &format!("latency: {name}, SMTP +{latency} ms"),
-            );
-            let (h, errors, elapsed) = load(
-                &client,
-                &app.url(&format!("/register/{name}")),
-                &format!("{name}{latency}"),
-                plan.requests,
-                args.concurrency,
-                &progress,
-            )
-            .await;
-            progress.finish_and_clear();
-            result.rows.push(LatencyRow {
-                summary: Summary::of(&h, elapsed),
-                mode,
-                smtp_latency_ms: latency,
-                errors,
-            });
+            let row = closed_loop(&client, &app, plan, mode, latency, args.concurrency).await;
+            result.rows.push(row);
         }
         let progress = bar(
             plan.requests,
@@ -114,11 +105,61 @@ pub async fn run(
                 mode: Mode::Async,
                 smtp_latency_ms: latency,
                 errors,
+                concurrency: args.concurrency,
             },
             paced_per_s: args.rate,
         });
         app.stop().await;
         sink.stop();
+        db.remove().await?;
+    }
+    if args.high_concurrency > 0 {
+        let sink = SmtpSink::start(SinkConfig::with_latency_ms(0)).await?;
+        let db = target.fresh("latency_high").await?;
+        let app = harness::app(sink.smtp_url(), workers, hash_cost)
+            .database(db.url())
+            .try_spawn()
+            .await?;
+        for mode in [Mode::Async, Mode::Sync] {
+            let row = closed_loop(&client, &app, plan, mode, 0, args.high_concurrency).await;
+            result.rows.push(row);
+        }
+        app.stop().await;
+        sink.stop();
+        db.remove().await?;
     }
     Ok(result)
+}
+
+/// `plan.requests` registrations on one endpoint, `concurrency` clients at a time.
+async fn closed_loop(
+    client: &reqwest::Client,
+    app: &TestApp,
+    plan: &Plan,
+    mode: Mode,
+    latency: u64,
+    concurrency: usize,
+) -> LatencyRow {
+    let name = mode.as_str();
+    let progress = bar(
+        plan.requests,
+        &format!("latency: {name}, SMTP +{latency} ms, {concurrency} clients"),
+    );
+    let (h, errors, elapsed) = load(
+        client,
+        &app.url(&format!("/register/{name}")),
+        &format!("{name}{latency}c{concurrency}"),
+        plan.requests,
+        concurrency,
+        &progress,
+    )
+    .await;
+    progress.finish_and_clear();
+    LatencyRow {
+        summary: Summary::of(&h, elapsed),
+        mode,
+        smtp_latency_ms: latency,
+        errors,
+        concurrency,
+    }
 }

@@ -2,6 +2,7 @@
 //! what order, `bench::report` puts the results together.
 
 pub mod burst;
+pub mod cross_pickup;
 pub mod drain;
 pub mod hash;
 pub mod latency;
@@ -9,6 +10,7 @@ pub mod pickup;
 pub mod pipeline;
 pub mod raw_http;
 pub mod raw_smtp;
+pub mod scale_out;
 pub mod transactions;
 
 use std::time::Duration;

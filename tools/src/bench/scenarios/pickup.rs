@@ -1,6 +1,8 @@
 //! Idle pickup latency: enqueue committed -> handler starts, in `serve` (woken by the enqueue)
-//! and with a separate worker process (found by polling). A probe consumer beside the built-in
-//! ones records the wait from the job id's ULID timestamp.
+//! and with a separate `worker` app (woken through the database: `PRAGMA data_version` on SQLite,
+//! LISTEN/NOTIFY on PostgreSQL; polling as the fallback). Both apps run inside the bench process;
+//! `cross_pickup` measures the same with the real binary's processes. A probe consumer beside
+//! the built-in ones records the wait from the job id's ULID timestamp.
 
 use std::{
     sync::{Arc, Mutex},
@@ -22,6 +24,7 @@ use crate::{
     bench::{
         Plan,
         harness::{self, Summary, bar, histogram, record},
+        target::Target,
     },
     smtp_sink::{SinkConfig, SmtpSink},
 };
@@ -52,10 +55,15 @@ impl Consumer for PickupProbe {
     }
 }
 
-pub async fn run(plan: &Plan, workers: u16, hash_cost: HashCost) -> anyhow::Result<Pickup> {
+pub async fn run(
+    target: &Target,
+    plan: &Plan,
+    workers: u16,
+    hash_cost: HashCost,
+) -> anyhow::Result<Pickup> {
     let sink = SmtpSink::start(SinkConfig::default()).await?;
-    let serve = measure(plan, &sink, workers, hash_cost, false).await?;
-    let separate_worker = measure(plan, &sink, workers, hash_cost, true).await?;
+    let serve = measure(target, plan, &sink, workers, hash_cost, false).await?;
+    let separate_worker = measure(target, plan, &sink, workers, hash_cost, true).await?;
     sink.stop();
     Ok(Pickup {
         serve,
@@ -66,6 +74,7 @@ pub async fn run(plan: &Plan, workers: u16, hash_cost: HashCost) -> anyhow::Resu
 /// `plan.pickups` registrations, one at a time with idle gaps, against `serve` or against a
 /// `web` + `worker` pair sharing one database.
 async fn measure(
+    target: &Target,
     plan: &Plan,
     sink: &SmtpSink,
     workers: u16,
@@ -74,20 +83,15 @@ async fn measure(
 ) -> anyhow::Result<Summary> {
     let seen = Arc::new(Mutex::new(histogram()));
     let probe = Arc::new(PickupProbe(seen.clone()));
-    let app = || harness::app(sink.smtp_url(), workers, hash_cost);
-    // Stopped in this order: the web app owns the temporary database, so it goes last.
+    let db = target.fresh("pickup").await?;
+    let app = || harness::app(sink.smtp_url(), workers, hash_cost).database(db.url());
     let (apps, url) = if split {
         let web = app()
             .role(Role::Web)
             .consumer(probe.clone())
             .try_spawn()
             .await?;
-        let worker = app()
-            .database(web.database_url.clone())
-            .role(Role::Worker)
-            .consumer(probe)
-            .try_spawn()
-            .await?;
+        let worker = app().role(Role::Worker).consumer(probe).try_spawn().await?;
         let url = web.url("/register/async");
         (vec![worker, web], url)
     } else {
@@ -116,6 +120,7 @@ async fn measure(
     for app in apps {
         app.stop().await;
     }
+    db.remove().await?;
     let h = seen
         .lock()
         .map(|h| h.clone())

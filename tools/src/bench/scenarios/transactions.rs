@@ -1,6 +1,7 @@
-//! Raw SQLite transactions, no HTTP and no hashing: a user row alone, then a user row with every
-//! consumer's job through the product's `Signup::insert_and_publish`. The difference is what
-//! the queue costs a registration; the rate is the ceiling of the one SQLite writer.
+//! Raw database transactions, no HTTP and no hashing, one after another: a user row alone, then
+//! a user row with every consumer's job through the product's `Signup::insert_and_publish`. The
+//! difference is what the queue costs a registration; on SQLite the rate is the ceiling of its
+//! one writer (on PostgreSQL, of one connection's round trips).
 
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use crate::bench::{
     Plan,
     harness::{Summary, bar, histogram, record},
     scenarios::{signup_on, unused_mailer},
+    target::Target,
 };
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -30,12 +32,14 @@ pub struct Transactions {
     pub consumers: usize,
 }
 
-pub async fn run(plan: &Plan) -> anyhow::Result<Transactions> {
-    let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}", dir.path().join("tx.db").display());
-    let pool = signup_queue::db::connect_and_migrate(&url).await?;
+pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Transactions> {
+    let db = target.fresh("transactions").await?;
+    let pool = signup_queue::db::connect_and_migrate(db.url()).await?;
     let signup = signup_on(&pool, unused_mailer()?);
-    let progress = bar(2 * plan.transactions, "SQLite: user with and without jobs");
+    let progress = bar(
+        2 * plan.transactions,
+        &format!("{}: user with and without jobs", target.backend().as_str()),
+    );
     let user_only = timed(&pool, &signup, false, plan.transactions, &progress).await?;
     let user_and_jobs = timed(&pool, &signup, true, plan.transactions, &progress).await?;
     progress.finish_and_clear();
@@ -45,6 +49,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Transactions> {
     })
     .len();
     pool.close().await;
+    db.remove().await?;
     Ok(Transactions {
         enqueue_overhead_p50_ms: user_and_jobs.p50_ms - user_only.p50_ms,
         user_only,
