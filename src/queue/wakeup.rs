@@ -1,8 +1,8 @@
 //! Wakes this process's idle workers when there is a job for them: right after this process's
-//! own enqueue commits ([`Wakeup::notify`]), and when another process commits one
-//! ([`watch_other_processes`]: LISTEN/NOTIFY on PostgreSQL, `PRAGMA data_version` on SQLite), so
-//! they start within milliseconds instead of waiting for the next poll (`POLL_INTERVAL`, the
-//! fallback, which also finds retries scheduled for later).
+//! own enqueue commits ([`Wakeup::notify`]), and, on PostgreSQL, when another process commits one
+//! ([`watch_other_processes`]: LISTEN/NOTIFY), so they start within milliseconds instead of
+//! waiting for the next poll (`POLL_INTERVAL`, the fallback, which also finds retries scheduled for
+//! later, and on SQLite the jobs other processes wrote).
 
 use std::sync::{Arc, Mutex};
 
@@ -34,21 +34,17 @@ impl Wakeup {
     }
 }
 
-/// How often a SQLite worker process asks whether another process wrote to the database.
-/// `PRAGMA data_version` is answered from the connection's memory (no I/O, no lock), but each
-/// check is a round trip to sqlx's connection thread: measured on the 2-core machine, an idle
-/// `worker` spent 4 % of a core on it at 2 ms; at 5 ms about 2 %, for a pickup of a job written
-/// by a separate `web` process within a few milliseconds instead of ~50 ms of polling.
-pub const SQLITE_WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
-
-/// Wakes this process's workers when another process commits a job, until `stop`:
-/// - PostgreSQL: LISTEN on the channel apalis-postgres' insert trigger notifies
-///   (`apalis::job::insert`), one connection per process, reconnecting with backoff when the
-///   server goes away (and waking the workers once after reconnecting, for what was missed);
-/// - SQLite: `PRAGMA data_version` on one connection, which changes whenever another connection
-///   (of any process) commits.
+/// Wakes this process's workers when another process commits a job, until `stop`. PostgreSQL:
+/// LISTEN on the channel apalis-postgres' insert trigger notifies (`apalis::job::insert`), one
+/// connection per process, reconnecting with backoff when the server goes away (and waking the
+/// workers once after reconnecting, for what was missed).
 ///
-/// Polling (`POLL_INTERVAL`) stays as the fallback, and is what finds retries scheduled for later.
+/// SQLite has no such signal across processes: its workers find other processes' jobs by polling.
+/// (`PRAGMA data_version` checked every few milliseconds was tried: the median pickup fell to 5 ms,
+/// but every write, the workers' own included, became a wake-up, and with that many wake-ups
+/// apalis' poll loop now and then stopped hearing both them and its interval until the next
+/// heartbeat: p99 2.6 s across processes, and in `serve` 14 of 100 jobs still waiting at the end
+/// of the bench, BENCHMARKS.md.)
 pub async fn watch_other_processes(
     db: crate::db::Db,
     wakeup: Wakeup,
@@ -61,12 +57,7 @@ pub async fn watch_other_processes(
                 _ = listen_postgres(pool, wakeup) => {}
             }
         }
-        crate::db::Db::Sqlite(pool) => {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = watch_sqlite(pool, wakeup) => {}
-            }
-        }
+        crate::db::Db::Sqlite(_) => {}
     }
 }
 
@@ -113,40 +104,5 @@ async fn listen_postgres(pool: sqlx::PgPool, wakeup: Wakeup) {
             }
         }
         tokio::time::sleep(backoff).await;
-    }
-}
-
-async fn watch_sqlite(pool: sqlx::SqlitePool, wakeup: Wakeup) {
-    let mut tick = tokio::time::interval(SQLITE_WATCH_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        // One connection for good: data_version is per connection.
-        let mut conn = match pool.acquire().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the database for other processes' jobs; polling only");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let mut last: Option<i64> = None;
-        loop {
-            tick.tick().await;
-            match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
-                .fetch_one(&mut *conn)
-                .await
-            {
-                Ok(version) => {
-                    if last.is_some_and(|last| last != version) {
-                        wakeup.notify();
-                    }
-                    last = Some(version);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "PRAGMA data_version failed; reconnecting");
-                    break;
-                }
-            }
-        }
     }
 }

@@ -169,7 +169,7 @@ fn storage_unavailable(error: &WorkerError) -> bool {
 }
 
 /// One worker per consumer, all woken by the same signal: this process's enqueues, and other
-/// processes' (PostgreSQL's LISTEN/NOTIFY, SQLite's `data_version`; see `wakeup`).
+/// processes' on PostgreSQL (LISTEN/NOTIFY; see `wakeup`).
 pub fn run_workers(
     consumers: &[Arc<dyn Consumer>],
     pool: &Db,

@@ -1,6 +1,6 @@
 //! Idle pickup latency: enqueue committed -> handler starts, in `serve` (woken by the enqueue)
-//! and with a separate `worker` app (woken through the database: `PRAGMA data_version` on SQLite,
-//! LISTEN/NOTIFY on PostgreSQL; polling as the fallback). Both apps run inside the bench process;
+//! and with a separate `worker` app (woken through the database on PostgreSQL: LISTEN/NOTIFY; by
+//! polling on SQLite, and as the fallback on both). Both apps run inside the bench process;
 //! `cross_pickup` measures the same with the real binary's processes. A probe consumer beside
 //! the built-in ones records the wait from the job id's ULID timestamp.
 
