@@ -19,6 +19,8 @@ mod plot;
 mod product;
 mod report;
 mod scenarios;
+mod side_by_side;
+mod table;
 mod target;
 
 use std::{path::PathBuf, time::Instant};
@@ -198,7 +200,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let sqlite = run_on(&args, &Target::Sqlite, "").await?;
     let postgres = run_on(&args, &target, "-postgres").await?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let table = report::side_by_side(&sqlite, &postgres, &command, started.elapsed());
+    let table = side_by_side::side_by_side(&sqlite, &postgres, &command, started.elapsed());
     let path = args.out.join("side-by-side.md");
     std::fs::write(&path, &table).with_context(|| format!("cannot write {}", path.display()))?;
     println!("\n{table}");
@@ -330,7 +332,7 @@ async fn run_on(args: &BenchArgs, target: &Target, suffix: &str) -> anyhow::Resu
     results.seconds = started.elapsed().as_secs_f64();
     let path = args.out.join(format!("bench-results{suffix}.json"));
     report::write(&results, &path)?;
-    report::print_table(&results);
+    table::print_table(&results);
     if want(Scenario::Burst) {
         eprintln!("wrote {} and {}", path.display(), plot.display());
     } else {
